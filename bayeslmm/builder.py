@@ -1,0 +1,168 @@
+"""Design + priors + plan -> ``pm.Model``.
+
+Parameterization (lme4's): each level's effects are ``u = L v`` with
+``L = diag(sd) R`` (R the Cholesky factor of the correlation matrix, from
+``pm.LKJCholeskyCov`` for correlated blocks, the identity otherwise).
+
+- Sampled factors are non-centred: ``z ~ N(0, I)``, ``r = z L^T``; the mean
+  gathers ``r[group_index]`` row by row (no dense Z).
+- Marginalized factors do not appear as parameters: the likelihood is the
+  exact marginal density from :mod:`bayeslmm.ops`, and their effects are
+  drawn afterwards by :mod:`bayeslmm.recover`.
+
+Fixed effects use brms's centring: the free intercept is that of the centred
+predictors (``Intercept_centered``); ``fixef`` holds the coefficients of the
+columns as written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.slinalg import block_diag
+
+from .ops import FactorData, MarginalData, marginal_loglik
+
+__all__ = ["build_model", "coords_of", "marginal_data"]
+
+
+def _dist(family, args, dist_only=False, **kw):
+    """PyMC distribution for a resolved prior (``dist_only``: unnamed ``.dist``)."""
+    table = {
+        "normal": (pm.Normal, ("mu", "sigma")),
+        "student_t": (pm.StudentT, ("nu", "mu", "sigma")),
+        "cauchy": (pm.Cauchy, ("alpha", "beta")),
+        "exponential": (pm.Exponential, ("lam",)),
+        "gamma": (pm.Gamma, ("alpha", "beta")),
+        "lognormal": (pm.LogNormal, ("mu", "sigma")),
+        "half_normal": (pm.HalfNormal, ("sigma",)),
+        "half_student_t": (pm.HalfStudentT, ("nu", "sigma")),
+        "half_cauchy": (pm.HalfCauchy, ("beta",)),
+        "flat": (pm.Flat, ()),
+    }
+    cls, names = table[family]
+    params = dict(zip(names, args))
+    if dist_only:
+        return cls.dist(**params, **kw)
+    return cls(**params, **kw)
+
+
+def _vector_rv(name, priors, dim):
+    """One vector RV when all priors share a family, else one scalar RV each, stacked."""
+    fams = {p.dist for p in priors}
+    if len(fams) == 1:
+        args = tuple(np.array([p.args[i] for p in priors]) for i in range(len(priors[0].args)))
+        return _dist(priors[0].dist, args, name=name, dims=dim)
+    return pt.stack([_dist(p.dist, p.args, name=f"{name}[{p.coef}]") for p in priors])
+
+
+def coords_of(design) -> dict:
+    coords = {"fixef_term": list(design.fixed_names),
+              "b_term": [c for c in design.fixed_names if c != "Intercept"]}
+    for blk in design.blocks:
+        coords[f"{blk.name}__level"] = list(blk.levels)
+        coords[f"{blk.name}__effect"] = list(blk.terms)
+        coords[f"{blk.name}__effect_bis"] = list(blk.terms)
+    return coords
+
+
+def _fixed_effects(design, priors):
+    """Return (mean contribution, coefficient vector in X's column order)."""
+    X = design.X
+    names = list(design.fixed_names)
+    slope_idx = [i for i, c in enumerate(names) if c != "Intercept"]
+    b_priors = {p.coef: p for p in priors if p.cls == "b"}
+    mu = pt.zeros(design.n)
+    coefs = [None] * len(names)
+    if slope_idx:
+        pri = [b_priors[names[i]] for i in slope_idx]
+        b = _vector_rv("b", pri, "b_term")
+        Xs = X[:, slope_idx]
+        if design.has_intercept:
+            Xs = Xs - Xs.mean(axis=0)  # brms centring: decorrelates intercept and slopes
+        mu = mu + pt.dot(Xs, b)
+        for j, i in enumerate(slope_idx):
+            coefs[i] = b[j]
+    if design.has_intercept:
+        p = next(p for p in priors if p.cls == "Intercept")
+        ic = _dist(p.dist, p.args, name="Intercept_centered")
+        mu = mu + ic
+        shift = pt.dot(X[:, slope_idx].mean(axis=0), pt.stack([coefs[i] for i in slope_idx])) if slope_idx else 0.0
+        coefs[names.index("Intercept")] = ic - shift
+    beta = pm.Deterministic("fixef", pt.stack(coefs), dims="fixef_term") if names else pt.zeros(0)
+    return mu, beta
+
+
+def _scale_factor(blk, priors):
+    """Build L = diag(sd) R for one factor; registers sd_<g> (and cor_<g>)."""
+    sd_pri = {p.coef: p for p in priors if p.cls == "sd" and p.group == blk.name}
+    cor = next((p for p in priors if p.cls == "cor" and p.group == blk.name), None)
+    chols, sds = [], []
+    for k, grp in enumerate(blk.corr_groups):
+        pri = [sd_pri[blk.terms[i]] for i in grp]
+        suffix = "" if len(blk.corr_groups) == 1 else f"_{k}"
+        if len(grp) == 1:
+            sd = _dist(pri[0].dist, pri[0].args, name=f"sd_{blk.name}__{blk.terms[grp[0]]}")
+            chols.append(sd.reshape((1, 1)))
+            sds.append(sd.reshape((1,)))
+        else:
+            args = tuple(np.array([p.args[i] for p in pri]) for i in range(len(pri[0].args)))
+            sd_dist = _dist(pri[0].dist, args, dist_only=True, shape=len(grp))
+            chol, _, std = pm.LKJCholeskyCov(
+                f"chol_{blk.name}{suffix}", n=len(grp), eta=cor.args[0], sd_dist=sd_dist, compute_corr=True
+            )
+            chols.append(chol)
+            sds.append(std)
+    L = chols[0] if len(chols) == 1 else block_diag(*chols)
+    sd = pm.Deterministic(f"sd_{blk.name}", pt.concatenate(sds), dims=f"{blk.name}__effect")
+    if blk.correlated:
+        R = L / sd[:, None]
+        pm.Deterministic(f"cor_{blk.name}", pt.dot(R, R.T), dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
+    return L
+
+
+def marginal_data(design, plan) -> MarginalData:
+    """Precompute (once, before sampling) what the marginal likelihood needs."""
+    factors = [
+        FactorData(b.name, b.group_index, b.values, b.n_levels) for b in design.blocks if b.name in plan.marginalized
+    ]
+    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
+
+
+def build_model(design, priors, plan, md=None) -> pm.Model:
+    """Assemble the PyMC model for ``design`` with resolved ``priors`` under ``plan``.
+
+    Cost per log-density evaluation: O(N (p + sum_k d_k)) for the sampled
+    part; the marginal likelihood's cost is given in :mod:`bayeslmm.ops`.
+    """
+    with pm.Model(coords=coords_of(design)) as model:
+        mu, beta = _fixed_effects(design, priors)
+        Ls = {}
+        offset = pt.zeros(design.n)
+        for blk in design.blocks:
+            L = _scale_factor(blk, priors)
+            Ls[blk.name] = L
+            if blk.name in plan.marginalized:
+                # Read back by recover.py to draw the effects; dropped from the posterior there.
+                pm.Deterministic(f"L_{blk.name}", L)
+                continue
+            dims = (f"{blk.name}__level", f"{blk.name}__effect")
+            z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
+            r = pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
+            offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
+        p = next(p for p in priors if p.cls == "sigma")
+        sigma = _dist(p.dist, p.args, name="sigma")
+
+        if not plan.marginalized:
+            if design.family.log_scale:
+                pm.LogNormal("y", mu + offset, sigma, observed=design.y_original)
+            else:
+                pm.Normal("y", mu + offset, sigma, observed=design.y)
+        else:
+            md = md if md is not None else marginal_data(design, plan)
+            Lm = [Ls[n] for n in md.names]
+            # mu holds the centred intercept; the Op wants X's own columns, so it gets beta.
+            ll = marginal_loglik(md, beta, sigma, Lm, None if plan.sufficient else offset)
+            pm.Potential("y_marginal", ll + design.family.log_jacobian(design.y_original))
+    return model

@@ -1,0 +1,136 @@
+"""Validators run before any model is built: each checks one thing and names the problem.
+
+PyTensor's runtime assertions vanish on the JAX path, so everything a user can
+get wrong is checked here, in NumPy/pandas, before compilation.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+__all__ = [
+    "check_data_frame",
+    "check_columns_exist",
+    "check_finite_rows",
+    "check_numeric_response",
+    "check_levels",
+    "check_full_rank",
+    "check_positive_int",
+    "check_choice",
+]
+
+
+def check_data_frame(data) -> None:
+    """Data must be a non-empty pandas DataFrame."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    if len(data) == 0:
+        raise ValueError("data is empty: the DataFrame has no rows.")
+
+
+def check_columns_exist(names, data: pd.DataFrame, formula: str) -> None:
+    """Every variable the formula uses must be a column of ``data``."""
+    missing = [n for n in names if n not in data.columns]
+    if missing:
+        cols = ", ".join(map(str, data.columns[:20])) + (" ..." if len(data.columns) > 20 else "")
+        raise ValueError(
+            f"Column(s) {', '.join(repr(m) for m in missing)} used in formula {formula!r} "
+            f"not found in data. Available columns: {cols}."
+        )
+
+
+def _bad_mask(col: pd.Series) -> np.ndarray:
+    bad = col.isna().to_numpy().copy()
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        bad |= ~np.isfinite(col.to_numpy(dtype=float, na_value=np.nan))
+    return bad
+
+
+def check_finite_rows(data: pd.DataFrame, columns, na_action: str) -> tuple[pd.DataFrame, int]:
+    """Find rows with NaN/inf in the used columns; raise, or drop them.
+
+    Returns the (possibly reduced) data and the number of rows dropped.
+    """
+    check_choice(na_action, ("error", "drop"), "na_action")
+    bad = np.zeros(len(data), dtype=bool)
+    per_col = {}
+    for c in columns:
+        m = _bad_mask(data[c])
+        if m.any():
+            per_col[c] = int(m.sum())
+        bad |= m
+    n_bad = int(bad.sum())
+    if n_bad == 0:
+        return data, 0
+    detail = ", ".join(f"{c!r}: {n}" for c, n in per_col.items())
+    if na_action == "error":
+        raise ValueError(
+            f"{n_bad} of {len(data)} rows have NaN or infinite values in the model's columns ({detail}). "
+            "Remove them, or pass na_action='drop' to drop them."
+        )
+    kept = data.loc[~bad]
+    if len(kept) == 0:
+        raise ValueError(f"All {len(data)} rows have NaN or infinite values ({detail}); nothing left to fit.")
+    return kept, n_bad
+
+
+def check_numeric_response(values, name: str) -> np.ndarray:
+    """The response must be numeric and finite after transformation."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"The response {name!r} must be numeric, got dtype {arr.dtype}.")
+    arr = arr.astype(float).reshape(-1)
+    n_bad = int((~np.isfinite(arr)).sum())
+    if n_bad:
+        raise ValueError(
+            f"The response {name!r} has {n_bad} non-finite values after transformation "
+            "(for example log of a value <= 0)."
+        )
+    return arr
+
+
+def check_levels(name: str, n_levels: int) -> None:
+    """A grouping factor needs at least two levels to define a variance."""
+    if n_levels < 2:
+        raise ValueError(
+            f"Grouping factor {name!r} has {n_levels} level(s); a group-level effect needs at least 2 levels."
+        )
+
+
+def check_full_rank(X: np.ndarray, names) -> None:
+    """Raise if the fixed-effects matrix is rank deficient, naming the aliased columns.
+
+    Uses a column-pivoted QR (cost O(N p^2)): the columns pivoted past the
+    numerical rank are linear combinations of the ones before them.
+    """
+    if X.shape[1] == 0:
+        return
+    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    tol = diag.max() * max(X.shape) * np.finfo(float).eps
+    rank = int((diag > tol).sum())
+    if rank < X.shape[1]:
+        aliased = [names[i] for i in sorted(piv[rank:])]
+        raise ValueError(
+            f"The fixed-effects design matrix is rank deficient (rank {rank} < {X.shape[1]} columns): "
+            f"column(s) {', '.join(repr(a) for a in aliased)} are linear combinations of the others "
+            "(aliased). Drop or recode them."
+        )
+
+
+def check_positive_int(value, name: str) -> int:
+    """``draws``, ``tune``, ``chains``: positive integers (tune may be 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}.")
+    if value < (0 if name == "tune" else 1):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_choice(value, choices, name: str) -> None:
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}.")

@@ -1,0 +1,103 @@
+"""``BayesLMM``: the public driver that runs formula -> design -> priors -> plan -> model -> sampler -> results."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .checks import check_choice, check_positive_int
+from .design import build_design
+from .plan import resolve_plan
+from .priors import prior_table, resolve_priors
+from .sampling import SAMPLERS
+
+__all__ = ["BayesLMM"]
+
+log = logging.getLogger("bayeslmm")
+
+
+class BayesLMM:
+    """A Bayesian linear mixed model written as an lme4/brms formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"log(rt) ~ cond + (cond | subj) + (1 | item)"``;
+        see docs/formula.md for everything supported.
+    data : pandas.DataFrame
+        Not modified.
+    family : {"gaussian", "lognormal"}
+    priors : Prior or list of Prior, optional
+        Overrides of the data-scaled defaults (see :mod:`bayeslmm.priors`).
+    na_action : {"error", "drop"}
+        What to do with rows that have NaN/inf in the model's columns.
+
+    Each stage can be inspected: ``.design``, ``.get_priors()``,
+    ``.plan(marginalize)``, ``.build_model(marginalize)``.
+    """
+
+    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error"):
+        self.design = build_design(formula, data, family=family, na_action=na_action)
+        self.priors = resolve_priors(self.design, priors)
+        self.formula = self.design.spec.formula
+        self.family = self.design.family.name
+
+    def get_priors(self):
+        """Every prior in use, like brms ``get_prior``: a DataFrame (prior, class, coef, group, source)."""
+        return prior_table(self.priors)
+
+    def plan(self, marginalize="auto"):
+        """The :class:`~bayeslmm.plan.MarginalizationPlan` for ``marginalize``."""
+        return resolve_plan(self.design, marginalize)
+
+    def build_model(self, marginalize="auto"):
+        """The ``pm.Model`` (for ``marginalize="none"``: non-centred, every effect sampled)."""
+        from .builder import build_model
+
+        return build_model(self.design, self.priors, self.plan(marginalize))
+
+    def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
+            sampler="numpyro", marginalize="auto", progressbar=True):
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        marginalize : "none" | "all" | "auto" | factor name | list of factor names
+            Group-level effects integrated out of the likelihood (exactly) and
+            recovered after sampling; "auto" picks the plan with the lowest
+            estimated cost (see :func:`bayeslmm.plan.resolve_plan`).
+        sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
+
+        Returns
+        -------
+        LMMFit
+        """
+        draws = check_positive_int(draws, "draws")
+        tune = check_positive_int(tune, "tune")
+        chains = check_positive_int(chains, "chains")
+        check_choice(sampler, SAMPLERS, "sampler")
+        if not 0 < float(target_accept) < 1:
+            raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
+        plan = self.plan(marginalize)
+        log.info("bayeslmm: %s", plan.describe())
+
+        from .builder import build_model, marginal_data
+        from .recover import recover_effects
+        from .results import LMMFit
+        from .sampling import run_sampler
+
+        t0 = time.perf_counter()
+        md = marginal_data(self.design, plan) if plan.marginalized else None
+        model = build_model(self.design, self.priors, plan, md=md)
+        idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
+                                      target_accept=target_accept, random_seed=random_seed,
+                                      progressbar=progressbar)
+        t1 = time.perf_counter()
+        if md is not None:
+            recover_effects(idata, self.design, plan, md, random_seed=random_seed)
+        t2 = time.perf_counter()
+        timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
+        return LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+
+    def __repr__(self):
+        return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"

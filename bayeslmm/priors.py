@@ -1,0 +1,235 @@
+"""Priors: data-scaled defaults, user overrides, and a table of every prior in use.
+
+Defaults (weakly informative, scaled by the data like rstanarm's autoscaling;
+``s_y`` and ``m_y`` are the SD and mean of the response on the model scale,
+``s_x`` the SD of a predictor column):
+
+========== =========================================== =======================================
+class       default                                     why
+========== =========================================== =======================================
+Intercept   student_t(3, m_y, 2.5 s_y)                  on centred predictors, as brms does, so
+                                                        it is the mean response, not an
+                                                        extrapolation to x = 0
+b           normal(0, 2.5 s_y / s_x)                    rstanarm: a 1-SD change in x moves y by
+                                                        at most a few SDs of y
+sd          half_student_t(3, s_y / s_x)                brms-like heavy tail; slopes' SDs in
+                                                        the units of y per unit of x
+cor         lkj(2)                                      mildly keeps correlations off +-1, where
+                                                        singular lme4 fits put them
+sigma       half_student_t(3, s_y)                      brms-like
+========== =========================================== =======================================
+
+Overrides are :class:`Prior` objects, by class, by group (sd, cor) and by
+coefficient (b, sd); the most specific one wins. A prior that targets nothing
+in the model, or that the model cannot honour, raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Prior", "ResolvedPrior", "resolve_priors", "prior_table", "parse_dist"]
+
+CLASSES = ("Intercept", "b", "sd", "cor", "sigma")
+# name -> number of arguments
+_DISTS = {
+    "normal": 2, "student_t": 3, "cauchy": 2, "exponential": 1, "gamma": 2, "lkj": 1,
+    "half_normal": 1, "half_student_t": 2, "half_cauchy": 1, "flat": 0, "lognormal": 2,
+}
+_POSITIVE = ("sd", "sigma")
+_HALF_OF = {"normal": "half_normal", "student_t": "half_student_t", "cauchy": "half_cauchy"}
+
+
+def parse_dist(text: str) -> tuple[str, tuple[float, ...]]:
+    """``"normal(0, 2.5)"`` -> ``("normal", (0.0, 2.5))``."""
+    m = re.fullmatch(r"\s*([A-Za-z_]+)\s*\((.*)\)\s*", text or "")
+    if not m:
+        raise ValueError(f"Cannot parse prior {text!r}; write it like 'normal(0, 1)'.")
+    name = m.group(1).lower()
+    if name not in _DISTS:
+        raise ValueError(f"Unknown prior distribution {name!r}; supported: {', '.join(_DISTS)}.")
+    try:
+        args = tuple(float(a) for a in m.group(2).split(",") if a.strip())
+    except ValueError:
+        raise ValueError(f"Prior {text!r} must have numeric arguments.") from None
+    if len(args) != _DISTS[name]:
+        raise ValueError(f"Prior {name} takes {_DISTS[name]} argument(s), got {len(args)} in {text!r}.")
+    return name, args
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A user prior, as in brms ``prior(normal(0, 1), class = b, coef = x)``.
+
+    Parameters
+    ----------
+    dist : str
+        "normal(mu, sigma)", "student_t(nu, mu, sigma)", "cauchy(mu, sigma)",
+        "exponential(rate)", "gamma(alpha, beta)", "lognormal(mu, sigma)",
+        "half_normal(sigma)", "half_student_t(nu, sigma)", "half_cauchy(sigma)",
+        "lkj(eta)" (class cor only), "flat()" (Intercept and b only).
+        For sd and sigma, normal/student_t/cauchy with location 0 mean their
+        half versions, as in brms.
+    cls : {"Intercept", "b", "sd", "cor", "sigma"}
+    coef : str, optional
+        A fixed-effect column name (class b) or effect name (class sd).
+    group : str, optional
+        A grouping factor as written in the formula (classes sd and cor).
+    """
+
+    dist: str
+    cls: str = "b"
+    coef: str | None = None
+    group: str | None = None
+
+    def __post_init__(self):
+        if self.cls not in CLASSES:
+            raise ValueError(f"Unknown prior class {self.cls!r}; classes are {', '.join(CLASSES)}.")
+        parse_dist(self.dist)
+
+
+@dataclass(frozen=True)
+class ResolvedPrior:
+    """The prior of one parameter (or one LKJ block), ready for the builder."""
+
+    cls: str
+    group: str | None
+    coef: str | None
+    dist: str
+    args: tuple
+    source: str  # "default" or "user"
+
+    @property
+    def text(self) -> str:
+        return f"{self.dist}({', '.join(f'{a:.4g}' for a in self.args)})"
+
+
+def _honour(p: Prior) -> tuple[str, tuple]:
+    """Check that ``p`` makes sense for its class; map location-0 priors on SDs to half versions."""
+    name, args = parse_dist(p.dist)
+    if p.cls == "cor":
+        if name != "lkj":
+            raise ValueError(f"Class 'cor' takes an lkj(eta) prior, got {p.dist!r}.")
+        if args[0] <= 0:
+            raise ValueError(f"lkj eta must be positive, got {args[0]}.")
+        return name, args
+    if name == "lkj":
+        raise ValueError(f"lkj() is a prior for class 'cor', not {p.cls!r}.")
+    if p.cls in _POSITIVE:
+        if name in _HALF_OF:
+            loc = args[0] if name != "student_t" else args[1]
+            if loc != 0:
+                raise ValueError(
+                    f"Prior {p.dist!r} on class {p.cls!r}: an SD prior must have location 0 "
+                    "(it is truncated at 0, as in brms)."
+                )
+            name, args = _HALF_OF[name], (args if name != "student_t" else (args[0], args[2]))
+            if name == "half_normal" or name == "half_cauchy":
+                args = args[-1:]
+        elif name == "flat":
+            raise ValueError(f"flat() is not a proper prior for class {p.cls!r}.")
+    elif name.startswith("half_") or name in ("exponential", "gamma", "lognormal"):
+        raise ValueError(f"Prior {p.dist!r} is for positive parameters; class {p.cls!r} can be negative.")
+    return name, args
+
+
+def _targets(design):
+    """Every prior slot of the model as (cls, group, coef)."""
+    out = []
+    if design.has_intercept:
+        out.append(("Intercept", None, None))
+    out += [("b", None, c) for c in design.fixed_names if c != "Intercept"]
+    for blk in design.blocks:
+        out += [("sd", blk.name, t) for t in blk.terms]
+        if blk.correlated:
+            out.append(("cor", blk.name, None))
+    out.append(("sigma", None, None))
+    return out
+
+
+def _defaults(design) -> dict:
+    y = design.y
+    s_y = float(np.std(y)) or 1.0
+    m_y = float(np.mean(y))
+    x_sd = {c: float(np.std(design.X[:, i])) for i, c in enumerate(design.fixed_names)}
+    out = {}
+    for cls, group, coef in _targets(design):
+        if cls == "Intercept":
+            out[(cls, group, coef)] = ("student_t", (3.0, m_y, 2.5 * s_y))
+        elif cls == "b":
+            out[(cls, group, coef)] = ("normal", (0.0, 2.5 * s_y / (x_sd[coef] or 1.0)))
+        elif cls == "sd":
+            blk = design.block(group)
+            col = blk.values[:, blk.terms.index(coef)]
+            s_x = float(np.std(col)) if coef != "Intercept" else 0.0
+            out[(cls, group, coef)] = ("half_student_t", (3.0, s_y / (s_x or 1.0)))
+        elif cls == "cor":
+            out[(cls, group, coef)] = ("lkj", (2.0,))
+        else:
+            out[(cls, group, coef)] = ("half_student_t", (3.0, s_y))
+    return out
+
+
+def _specificity(p: Prior) -> int:
+    return (p.group is not None) + 2 * (p.coef is not None)
+
+
+def resolve_priors(design, priors=None) -> list[ResolvedPrior]:
+    """Combine defaults with user priors; the most specific user prior wins.
+
+    Raises ``ValueError`` for a user prior that matches no parameter (listing
+    the valid targets) or that the model cannot honour.
+    """
+    if priors is None:
+        priors = []
+    elif isinstance(priors, Prior):
+        priors = [priors]
+    priors = list(priors)
+    for p in priors:
+        if not isinstance(p, Prior):
+            raise TypeError(f"priors must be bayeslmm.Prior objects, got {type(p).__name__}.")
+    targets = _targets(design)
+    chosen = {t: (*d, "default") for t, d in _defaults(design).items()}
+    best = {}
+    for p in sorted(priors, key=_specificity):
+        name, args = _honour(p)
+        matched = [t for t in targets if t[0] == p.cls
+                   and (p.group is None or t[1] == p.group)
+                   and (p.coef is None or t[2] == p.coef)]
+        if not matched:
+            valid = sorted({f"class={c!r}" + (f", group={g!r}" if g else "") + (f", coef={k!r}" if k else "")
+                            for c, g, k in targets if c == p.cls}) or [f"no {p.cls!r} parameters in this model"]
+            raise ValueError(f"Prior {p} matches no parameter of the model. Valid targets: {'; '.join(valid)}.")
+        for t in matched:
+            if best.get(t, -1) <= _specificity(p):
+                best[t] = _specificity(p)
+                chosen[t] = (name, args, "user")
+    resolved = [ResolvedPrior(c, g, k, *chosen[(c, g, k)]) for c, g, k in targets]
+    _check_lkj_blocks(design, resolved)
+    return resolved
+
+
+def _check_lkj_blocks(design, resolved) -> None:
+    """SDs in one correlated block are drawn jointly with the LKJ factor: one family per block."""
+    by = {(r.group, r.coef): r for r in resolved if r.cls == "sd"}
+    for blk in design.blocks:
+        for grp in blk.corr_groups:
+            fams = {by[(blk.name, blk.terms[i])].dist for i in grp}
+            if len(grp) > 1 and len(fams) > 1:
+                raise ValueError(
+                    f"The correlated effects {[blk.terms[i] for i in grp]} of {blk.name!r} have SD priors of "
+                    f"different families {sorted(fams)}; within one correlated block they must share a family "
+                    "(their scales may differ)."
+                )
+
+
+def prior_table(resolved) -> pd.DataFrame:
+    """Every prior in use, like brms ``get_prior``: prior, class, coef, group, source."""
+    return pd.DataFrame(
+        [{"prior": r.text, "class": r.cls, "coef": r.coef or "", "group": r.group or "", "source": r.source}
+         for r in resolved]
+    )

@@ -1,0 +1,47 @@
+"""The one place where sampler options live.
+
+``numpyro`` (default) and ``blackjax`` run the model's JAX translation;
+``pymc`` is PyMC's own NUTS on the PyTensor C/Python backend; ``nutpie``
+needs the optional nutpie package. All sample in float64.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import pymc as pm
+
+__all__ = ["SAMPLERS", "run_sampler"]
+
+SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
+
+
+def _check_available(sampler: str) -> None:
+    if sampler in ("blackjax", "nutpie") and importlib.util.find_spec(sampler) is None:
+        raise ValueError(f"sampler={sampler!r} needs the {sampler} package: pip install {sampler}.")
+
+
+def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_seed, progressbar):
+    """Run NUTS on ``model``; return (InferenceData, seconds spent sampling, compilation included)."""
+    _check_available(sampler)
+    kwargs = dict(
+        model=model, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+        random_seed=random_seed, progressbar=progressbar, compute_convergence_checks=False,
+        idata_kwargs={"log_likelihood": False},
+    )
+    if sampler == "pymc":
+        kwargs["cores"] = min(chains, os.cpu_count() or 1)
+    else:
+        kwargs["nuts_sampler"] = sampler
+    if sampler in ("numpyro", "blackjax"):
+        import jax
+
+        # Parallel chains need one XLA host device per chain (see bayeslmm/__init__.py).
+        kwargs["nuts_sampler_kwargs"] = {
+            "chain_method": "parallel" if jax.local_device_count() >= chains else "vectorized"
+        } if sampler == "numpyro" else {}
+    t0 = time.perf_counter()
+    idata = pm.sample(**kwargs)
+    return idata, time.perf_counter() - t0
