@@ -10,7 +10,6 @@ import numbers
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
 __all__ = [
     "check_data_frame",
@@ -104,21 +103,20 @@ def check_levels(name: str, n_levels: int) -> None:
 def check_full_rank(X: np.ndarray, names) -> None:
     """Raise if the fixed-effects matrix is rank deficient, naming the aliased columns.
 
-    Uses a column-pivoted QR (cost O(N p^2)): the columns pivoted past the
-    numerical rank are linear combinations of the ones before them.
+    Uses an unpivoted QR (cost O(N p^2)): column j is aliased when |R_jj| is
+    negligible against its norm, i.e. it lies in the span of the columns
+    before it. So, as in lme4, the later of two collinear columns is named.
     """
     if X.shape[1] == 0:
         return
-    _, R, piv = scipy.linalg.qr(X, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    tol = diag.max() * max(X.shape) * np.finfo(float).eps
-    rank = int((diag > tol).sum())
-    if rank < X.shape[1]:
-        aliased = [names[i] for i in sorted(piv[rank:])]
+    R = np.linalg.qr(X, mode="r")
+    norms = np.linalg.norm(X, axis=0)
+    aliased = [names[j] for j in range(X.shape[1]) if abs(R[j, j]) <= 1e-9 * max(norms[j], 1e-300)]
+    if aliased:
         raise ValueError(
-            f"The fixed-effects design matrix is rank deficient (rank {rank} < {X.shape[1]} columns): "
-            f"column(s) {', '.join(repr(a) for a in aliased)} are linear combinations of the others "
-            "(aliased). Drop or recode them."
+            f"The fixed-effects design matrix is rank deficient ({len(aliased)} of {X.shape[1]} columns aliased): "
+            f"column(s) {', '.join(repr(a) for a in aliased)} are linear combinations of the columns before them. "
+            "Drop or recode them."
         )
 
 

@@ -31,14 +31,6 @@ from .formula import FormulaSpec, parse_formula
 __all__ = ["ReBlock", "Design", "build_design", "NAMESPACE"]
 
 
-def _center(x):
-    x = np.asarray(x, dtype=float)
-    return x - x.mean()
-
-
-def _scale(x):
-    x = np.asarray(x, dtype=float)
-    return (x - x.mean()) / x.std(ddof=1)
 
 
 # Functions R users write inline. formulae's own stateful center/scale take
