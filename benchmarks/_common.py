@@ -1,0 +1,98 @@
+"""Shared helpers for the benchmark scripts: data sets, metrics, output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped  # noqa: E402
+from bayeslmm.testing import SHARED_MODELS, load_shared  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def datasets(names):
+    """name -> (data, formula) for shared sets and the simulated ones."""
+    out = {}
+    for n in names:
+        if n in SHARED_MODELS:
+            out[n] = load_shared(n)
+        elif n == "crossed_50x40":
+            out[n] = (simulate_crossed(50, 40, n_rows=5000, seed=3)[0], "y ~ cond + (cond | subj) + (cond | item)")
+        elif n == "insteval_shaped":
+            out[n] = (simulate_insteval_shaped(seed=4)[0], "y ~ 1 + (1 | s) + (1 | d) + (1 | dept)")
+        else:
+            raise SystemExit(f"unknown data set {n!r}")
+    return out
+
+
+def posterior_metrics(fit) -> dict:
+    """min bulk ESS over every reported parameter (group-level effects included), max Rhat, divergences."""
+    post = fit.posterior
+    names = ["fixef", "sigma"] + [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(post[names], method="bulk")
+        rhat = az.rhat(post[names])
+    min_ess = float(np.nanmin([np.nanmin(np.asarray(ess[v])) for v in names]))
+    max_rhat = float(np.nanmax([np.nanmax(np.asarray(rhat[v])) for v in names]))
+    steps = fit.idata.sample_stats.get("n_steps")
+    n_grad = float(np.asarray(steps).sum()) if steps is not None else float("nan")
+    return {"min_bulk_ess": min_ess, "max_rhat": max_rhat, "divergences": fit.n_divergences,
+            "grads_post_warmup": n_grad, "ess_per_grad": min_ess / n_grad if n_grad else float("nan")}
+
+
+def grad_time(model, repeat=200) -> float:
+    """Seconds per jitted log-density + gradient evaluation of a PyMC model at its initial point."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    logp = get_jaxified_logp(model)
+    ip = model.initial_point()
+    x = [ip[v.name] for v in model.value_vars]
+    f = jax.jit(jax.value_and_grad(lambda xs: logp(xs)))
+    f(x)[0].block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        f(x)[0].block_until_ready()
+    return (time.perf_counter() - t0) / repeat
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+
+
+def write_json(rows, name, out_dir=None):
+    out = Path(out_dir) if out_dir else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    path.write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+    return path
+
+
+def print_table(rows, cols):
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(w) for c, w in zip(cols, widths)))
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return str(v)
