@@ -248,5 +248,9 @@ class LMMFit:
                 f"Parts of the model have not converged (largest Rhat {rhat:.3f} > 1.01). Be careful when "
                 "analysing the results! Run more iterations and/or set stronger priors.", UserWarning, stacklevel=3)
 
+    # --- analysis: predictions, log-likelihood, plots, save (thin wrappers) ---
+
+    # --- end analysis ---
+
     def __repr__(self):
         return f"<LMMFit {self.design.spec.formula!r}, {self.plan.label}, {self.sampler}>"
