@@ -12,7 +12,8 @@ if "xla_force_host_platform_device_count" not in _os.environ.get("XLA_FLAGS", ""
     ).strip()
 
 from .lmm import BayesLMM  # noqa: E402
+from .io import load  # noqa: E402
 from .priors import Prior  # noqa: E402
 
-__all__ = ["BayesLMM", "Prior", "__version__"]
+__all__ = ["BayesLMM", "Prior", "load", "__version__"]
 __version__ = "0.1.0"

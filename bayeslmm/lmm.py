@@ -101,3 +101,9 @@ class BayesLMM:
 
     def __repr__(self):
         return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"
+
+    def prior_predictive(self, draws=500, marginalize="none", random_seed=None):
+        """Prior and prior predictive draws (InferenceData); see :func:`bayeslmm.predict.prior_predictive`."""
+        from .predict import prior_predictive
+
+        return prior_predictive(self, draws=draws, marginalize=marginalize, random_seed=random_seed)

@@ -249,6 +249,67 @@ class LMMFit:
                 "analysing the results! Run more iterations and/or set stronger priors.", UserWarning, stacklevel=3)
 
     # --- analysis: predictions, log-likelihood, plots, save (thin wrappers) ---
+    def predict(self, newdata=None, re_formula=None, allow_new_levels=False, kind="mean",
+                sample_new_levels="gaussian", random_seed=None):
+        """Posterior draws (draws x rows) of predictions; see :func:`bayeslmm.predict.predict`."""
+        from .predict import predict
+
+        return predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                       kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+
+    def posterior_predictive(self, random_seed=None):
+        """Draw y for the training rows into ``idata``; see :func:`bayeslmm.predict.posterior_predictive`."""
+        from .predict import posterior_predictive
+
+        return posterior_predictive(self, random_seed=random_seed)
+
+    def log_likelihood(self, **kwargs):
+        """Pointwise log-likelihood into ``idata.log_likelihood``; see :func:`bayeslmm.loglik.log_likelihood`."""
+        from .loglik import log_likelihood
+
+        return log_likelihood(self, **kwargs)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (``az.loo``); see :func:`bayeslmm.loglik.loo`."""
+        from .loglik import loo
+
+        return loo(self, **kwargs)
+
+    def save(self, path):
+        """Write the fit to a netCDF file; read it back with :func:`bayeslmm.load`."""
+        from .io import save
+
+        return save(self, path)
+
+    def plot_trace(self, **kwargs):
+        """See :func:`bayeslmm.plots.plot_trace`."""
+        from .plots import plot_trace
+
+        return plot_trace(self, **kwargs)
+
+    def plot_rank(self, **kwargs):
+        """See :func:`bayeslmm.plots.plot_rank`."""
+        from .plots import plot_rank
+
+        return plot_rank(self, **kwargs)
+
+    def plot_fixef(self, **kwargs):
+        """See :func:`bayeslmm.plots.plot_fixef`."""
+        from .plots import plot_fixef
+
+        return plot_fixef(self, **kwargs)
+
+    def plot_caterpillar(self, factor, effect="Intercept", **kwargs):
+        """See :func:`bayeslmm.plots.plot_caterpillar`."""
+        from .plots import plot_caterpillar
+
+        return plot_caterpillar(self, factor, effect=effect, **kwargs)
+
+    def plot_ppc(self, **kwargs):
+        """See :func:`bayeslmm.plots.plot_ppc`."""
+        from .plots import plot_ppc
+
+        return plot_ppc(self, **kwargs)
 
     # --- end analysis ---
 
