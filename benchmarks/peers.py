@@ -1,0 +1,534 @@
+"""bayeslmm against its peers (Bambi, brms) on the same models, data, priors and sampler settings.
+
+For every data set the same model is fitted by
+
+- bayeslmm, correlated model (the formula as written), marginalize="none",
+  "all" and "auto" (NumPyro NUTS);
+- bayeslmm, uncorrelated model (every ``|`` made ``||``), marginalize="auto":
+  the like-for-like row for Bambi;
+- Bambi (NumPyro NUTS), which has only uncorrelated group-specific effects:
+  it fits the ``||`` model. It runs in its own virtual environment
+  (benchmarks/.peers-venv, created on first use) because it pins other
+  versions of formulae/PyMC than bayeslmm;
+- brms (rstan), correlated model, when ``Rscript -e 'library(brms)'`` works;
+  otherwise it is skipped with a notice.
+
+Priors: Bambi and brms get bayeslmm's resolved (data-scaled) default priors
+as explicit priors, so every tool samples the same posterior (Bambi: without
+the correlations). Every fit runs in its own subprocess, so its peak memory is
+its own. Metrics: wall time (model construction + fit, compilation
+included), sampling time, min bulk ESS over every parameter (group-level
+effects included), ESS per second, max Rhat, divergences, peak RSS, and for
+simulated data the coverage of the true fixed effects, SDs and sigma by the
+95% intervals. See docs/benchmarks.md.
+
+    python benchmarks/peers.py --smoke             # one small simulated set, 100 draws (development)
+    python benchmarks/peers.py --quick             # small sets, 300 draws: < 10 minutes on 2 cores
+    python benchmarks/peers.py                     # every data set, 2 chains, 1000 tune + 1000 draws
+    python benchmarks/peers.py --datasets dutch,english --tools bayeslmm,bambi --out /tmp/peers
+
+Writes peers.json (rows), peers.md (table) and peers.png (ESS/s by tool and
+data set) under benchmarks/results/ or --out DIR (peers_quick.* and
+peers_smoke.* for those modes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from _common import RESULTS, machine, print_table
+
+from bayeslmm import BayesLMM
+from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped
+from bayeslmm.testing import SHARED_MODELS, load_shared
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".peers-venv"
+# What pip resolved for `pip install bambi numpyro` on Python 3.11, less matplotlib; pinned so that
+# later runs compare against the same Bambi. The venv is rebuilt when this list changes.
+BAMBI_PINS = ["bambi==0.17.2", "numpyro==0.22.0", "pymc==5.28.5", "pytensor==2.38.3", "formulae==0.6.2",
+              "arviz==0.23.4", "jax==0.10.2", "jaxlib==0.10.2", "pandas==3.1.1", "numpy==2.4.6",
+              # arviz-plots 0.8.0 (imported by bambi) fails with matplotlib 3.11 (matplotlib.style.core)
+              "matplotlib==3.10.9"]
+
+SHARED = list(SHARED_MODELS)
+SIMULATED = ["crossed_50x40", "large_n", "insteval_shaped"]
+ALL = SHARED + SIMULATED
+QUICK = ["english", "crossed_50x40"]
+SMOKE = ["crossed_small"]
+TOOLS = ["bayeslmm", "bambi", "brms"]
+
+COLS = ["dataset", "tool", "model", "plan", "wall_s", "sampling_s", "min_bulk_ess", "ess_per_s", "max_rhat",
+        "divergences", "peak_rss_mb", "covered"]
+MD_COLS = ["dataset", "n_rows", "tool", "model", "plan", "wall_s", "sampling_s", "min_bulk_ess", "ess_per_s",
+           "ess_per_sampling_s", "max_rhat", "divergences", "peak_rss_mb", "covered"]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def simulate_single_factor(n_subj=100, n_rows=200_000, beta=(2.0, 0.5), sd=(0.5, 0.2), rho=0.3, sigma=1.0,
+                           seed=5):
+    """Large-N, one grouping factor: ``y ~ x + (x | subj)``, x ~ N(0, 1), rows draw subjects at random."""
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(n_subj, size=n_rows)
+    x = rng.standard_normal(n_rows)
+    C = np.array([[1.0, rho], [rho, 1.0]])
+    L = np.diag(sd) @ np.linalg.cholesky(C)
+    u = rng.standard_normal((n_subj, 2)) @ L.T
+    y = beta[0] + beta[1] * x + u[subj, 0] + u[subj, 1] * x + sigma * rng.standard_normal(n_rows)
+    df = pd.DataFrame({"y": y, "x": x, "subj": [f"s{i:03d}" for i in subj]})
+    truth = {"b[Intercept]": beta[0], "b[x]": beta[1], "sd[subj,Intercept]": sd[0], "sd[subj,x]": sd[1],
+             "sigma": sigma}
+    return df, truth
+
+
+def _crossed_truth(t):
+    return {"b[Intercept]": t["fixef"]["Intercept"], "b[cond]": t["fixef"]["cond"],
+            "sd[subj,Intercept]": t["sd_subj"][0], "sd[subj,cond]": t["sd_subj"][1],
+            "sd[item,Intercept]": t["sd_item"][0], "sd[item,cond]": t["sd_item"][1], "sigma": t["sigma"]}
+
+
+def load(name):
+    """name -> (data, formula, truth or None); truth maps canonical names (b[x], sd[g,x], sigma) to values."""
+    if name in SHARED_MODELS:
+        data, formula = load_shared(name)
+        return data, formula, None
+    if name == "crossed_small":
+        df, t = simulate_crossed(20, 12, reps=2, seed=3)
+        return df, "y ~ cond + (cond | subj) + (cond | item)", _crossed_truth(t)
+    if name == "crossed_50x40":
+        df, t = simulate_crossed(50, 40, n_rows=5000, seed=3)
+        return df, "y ~ cond + (cond | subj) + (cond | item)", _crossed_truth(t)
+    if name == "large_n":
+        df, truth = simulate_single_factor()
+        return df, "y ~ x + (x | subj)", truth
+    if name == "insteval_shaped":
+        # seed 4, as in benchmarks/_common.py, so that rows compare with bench_plans.py
+        df, t = simulate_insteval_shaped(seed=4)
+        truth = {"b[Intercept]": t["fixef"]["Intercept"], "sd[s,Intercept]": t["sd"][0],
+                 "sd[d,Intercept]": t["sd"][1], "sd[dept,Intercept]": t["sd"][2], "sigma": t["sigma"]}
+        return df, "y ~ 1 + (1 | s) + (1 | d) + (1 | dept)", truth
+    raise SystemExit(f"unknown data set {name!r}; known: {', '.join(ALL + SMOKE)}")
+
+
+def uncorrelated(formula):
+    """Every single bar made a double bar: lme4/brms ``||``."""
+    return re.sub(r"(?<!\|)\|(?!\|)", "||", formula)
+
+
+def bambi_formula(formula):
+    """Bambi writes uncorrelated group-specific terms with a single bar."""
+    return formula.replace("||", "|")
+
+
+def prepare(name, data, formula, workdir):
+    """Write the model's columns to one CSV that every tool reads; return the tool-neutral model spec.
+
+    A transformed response (``log(rt)``) is computed once here (by bayeslmm's
+    own design) and stored as a plain column (``log_rt``), so that no tool's
+    formula parser has to agree with another's on transformations. Grouping
+    factors are written as strings.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BayesLMM(formula, data)
+    lhs, rhs = (s.strip() for s in formula.split("~", 1))
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", lhs):
+        resp = lhs
+    else:
+        resp = re.sub(r"\W+", "_", lhs).strip("_")
+    groups = [b.name for b in model.design.blocks]
+    missing = [g for g in groups if g not in data.columns]
+    if missing:
+        raise SystemExit(f"{name}: grouping factors {missing} are not plain columns; not supported here")
+    preds = [c for c in data.columns if c not in groups and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", rhs)]
+    df = pd.DataFrame({resp: model.design.y})
+    for c in preds:
+        df[c] = data[c].to_numpy()
+    for g in groups:
+        df[g] = data[g].astype(str).to_numpy()
+    path = Path(workdir) / f"{name}.csv"
+    df.to_csv(path, index=False)
+    f_cor = f"{resp} ~ {rhs}"
+    f_unc = uncorrelated(f_cor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pri_cor = _priors(BayesLMM(f_cor, df.astype({g: str for g in groups})))
+        pri_unc = _priors(BayesLMM(f_unc, df.astype({g: str for g in groups})))
+    has_cor = any(p["cls"] == "cor" for p in pri_cor)
+    return {"data": str(path), "n_rows": len(df), "groups": groups, "formula": f_cor, "formula_uncorr": f_unc,
+            "priors": pri_cor, "priors_uncorr": pri_unc, "has_cor": has_cor}
+
+
+def _priors(model):
+    return [{"cls": r.cls, "group": r.group, "coef": r.coef, "dist": r.dist, "args": list(r.args)}
+            for r in model.priors]
+
+
+# ----------------------------------------------------------------------------- running one fit
+
+
+_COMPILERS = {"cc1plus", "cc1", "as", "ld", "ld.bfd", "ld.gold", "collect2", "g++", "gcc", "c++", "make", "sh"}
+
+
+def _session_pids(sid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and comm not in _COMPILERS:  # fields[3] = session id
+            out.append(int(d))
+    return out
+
+
+def _mem_mb(pid):
+    """Proportional set size of a process (shared pages split between sharers), else its RSS."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+def run_fit(cmd, spec, workdir, tag, timeout, env=None):
+    """Run one runner subprocess on ``spec``; return its result dict plus peak_rss_mb.
+
+    Peak memory: the larger of the runner's own peak RSS (it reports its
+    ``ru_maxrss`` / VmHWM) and the peak, sampled every 0.2 s, of the summed
+    proportional set size of every process it starts (brms's chain workers),
+    C++ compiler processes excluded.
+    """
+    spec_path = Path(workdir) / f"{tag}.spec.json"
+    out_path = Path(workdir) / f"{tag}.result.json"
+    log_path = Path(workdir) / f"{tag}.log"
+    spec_path.write_text(json.dumps(spec))
+    out_path.unlink(missing_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([*cmd, str(spec_path), str(out_path)], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    peak, t0, timed_out, status = 0.0, time.perf_counter(), False, None
+    while True:
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - t0 > timeout:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner's own process group only
+            os.wait4(proc.pid, 0)
+            break
+        peak = max(peak, sum(_mem_mb(p) for p in _session_pids(proc.pid)))
+        time.sleep(0.2)
+    proc.returncode = 0  # reaped above with wait4; keep Popen from waiting again
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # leftover workers of this fit, if any
+    except ProcessLookupError:
+        pass
+    if timed_out:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    try:
+        res = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        tail = log_path.read_text()[-2000:] if log_path.exists() else ""
+        return {"error": f"runner died (wait status {status}); log tail:\n{tail}"}
+    res["peak_rss_mb"] = max(peak, float(res.get("self_peak_rss_mb") or 0.0))
+    return res
+
+
+# ----------------------------------------------------------------------------- tool set-up
+
+
+def ensure_bambi_venv():
+    """Create benchmarks/.peers-venv with Bambi on first use; return its python, or None with a notice."""
+    py = VENV / "bin" / "python"
+    marker = VENV / ".peers-pins"
+    pins = " ".join(BAMBI_PINS)
+    try:
+        if not py.exists():
+            print(f"bambi: creating {VENV} (first use; pip install {pins})", flush=True)
+            base = getattr(sys, "_base_executable", None) or shutil.which("python3") or "python3"
+            subprocess.run([base, "-m", "venv", str(VENV)], check=True)
+        if not marker.exists() or marker.read_text() != pins:
+            print("bambi: installing pinned packages into", VENV, flush=True)
+            log = VENV / "pip-install.log"
+            with open(log, "w") as fh:
+                r = subprocess.run([str(py), "-m", "pip", "install", *BAMBI_PINS], stdout=fh, stderr=subprocess.STDOUT)
+            if r.returncode:
+                print(log.read_text()[-3000:])
+                raise OSError(f"pip install failed (exit {r.returncode}); see {log}")
+            marker.write_text(pins)
+        r = subprocess.run([str(py), "-c", "import bambi, numpyro"], capture_output=True, text=True)
+        if r.returncode:
+            raise OSError(f"import bambi failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else '?'}")
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"NOTICE: bambi skipped: could not set up {VENV}: {e}", flush=True)
+        return None
+    return str(py)
+
+
+def brms_available():
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None
+    try:
+        r = subprocess.run([rscript, "-e", "suppressPackageStartupMessages(library(brms))"], capture_output=True,
+                           timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return rscript if r.returncode == 0 else None
+
+
+# ----------------------------------------------------------------------------- metrics, output
+
+
+def coverage(intervals, truth):
+    if not truth or not intervals:
+        return {}
+    hit, missed = 0, []
+    for k, v in truth.items():
+        iv = intervals.get(k)
+        if iv is None:
+            missed.append(f"{k} (absent)")
+        elif iv[0] <= v <= iv[1]:
+            hit += 1
+        else:
+            missed.append(k)
+    return {"coverage": hit / len(truth), "covered": f"{hit}/{len(truth)}", "missed": missed}
+
+
+def _show(row):
+    return {**row, "covered": row.get("covered", "-")}
+
+
+def make_row(dataset, n_rows, tool, model, plan, res, truth):
+    row = {"dataset": dataset, "n_rows": n_rows, "tool": tool, "model": model, "plan": plan}
+    if "error" in res:
+        row["error"] = res["error"].strip().splitlines()[0] if res["error"].strip() else "error"
+        print(f"  {tool} {model} {plan}: FAILED: {res['error'][-1500:]}", flush=True)
+        return row
+    wall, samp, ess = res["wall_s"], res["sampling_s"], res["min_bulk_ess"]
+    row.update({"wall_s": wall, "sampling_s": samp, "min_bulk_ess": ess, "ess_per_s": ess / wall,
+                "ess_per_sampling_s": ess / samp if samp and np.isfinite(samp) else float("nan"),
+                "max_rhat": res["max_rhat"], "divergences": int(res["divergences"]),
+                "peak_rss_mb": res["peak_rss_mb"]})
+    row["overhead_s"] = wall - samp  # everything but warmup + sampling: build, compile, recovery
+    for k in ("sampler_compile_s", "pymc_sampling_time"):  # NumPyro rows: JAX compile inside the run
+        if k in res:
+            row[k] = res[k]
+    row.update(coverage(res.get("intervals"), truth))
+    return row
+
+
+def write_markdown(rows, path, header):
+    def fmt(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            if not np.isfinite(v):
+                return "nan"
+            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return str(v)
+
+    lines = [header, "", "| " + " | ".join(MD_COLS) + " |", "|" + "---|" * len(MD_COLS)]
+    for r in rows:
+        cells = [fmt(r.get(c)) for c in MD_COLS]
+        if "error" in r:
+            cells[MD_COLS.index("wall_s")] = f"failed: {r['error'][:60]}"
+        lines.append("| " + " | ".join(cells) + " |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def series_label(r):
+    plan = r["plan"].split("=")[0]
+    if r["tool"] == "bayeslmm":
+        return f"bayeslmm {'||' if r['model'] == 'uncorrelated' else '|'} {plan}"
+    return f"{r['tool']} {'||' if r['model'] == 'uncorrelated' else '|'}"
+
+
+def plot(rows, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ok = [r for r in rows if "error" not in r and r.get("ess_per_s", 0) > 0]
+    if not ok:
+        return None
+    datasets = list(dict.fromkeys(r["dataset"] for r in ok))
+    series = list(dict.fromkeys(series_label(r) for r in ok))
+    markers = "osD^v<>Xph*"
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(datasets) + 4), 4.8), sharey=False)
+    for ax, key, lab in [(axes[0], "ess_per_s", "min bulk ESS / wall second (compile included)"),
+                         (axes[1], "ess_per_sampling_s", "min bulk ESS / sampling second")]:
+        width = 0.8 / max(len(series), 1)
+        for j, s in enumerate(series):
+            xs, ys = [], []
+            for r in ok:
+                if series_label(r) == s and np.isfinite(r.get(key, np.nan)) and r[key] > 0:
+                    xs.append(datasets.index(r["dataset"]) - 0.4 + width * (j + 0.5))
+                    ys.append(r[key])
+            ax.scatter(xs, ys, marker=markers[j % len(markers)], s=45, label=s, zorder=3)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(range(len(datasets)))
+        ax.set_xticklabels(datasets, rotation=30, ha="right")
+        ax.set_ylabel(lab)
+        ax.grid(True, which="both", axis="y", alpha=0.3)
+        for k in range(1, len(datasets)):
+            ax.axvline(k - 0.5, color="0.85", lw=0.8)
+    axes[1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help=f"{','.join(QUICK)}; 300 tune + 300 draws")
+    ap.add_argument("--smoke", action="store_true", help=f"{','.join(SMOKE)}; 100 tune + 100 draws")
+    ap.add_argument("--datasets", default=None, help=f"comma-separated (default: all of {','.join(ALL)})")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--plans", default="none,all,auto", help="bayeslmm plans on the correlated model")
+    ap.add_argument("--uncorr-plans", default="auto", help="bayeslmm plans on the || model ('' for none)")
+    ap.add_argument("--brms-uncorr", action="store_true", help="also fit the || model with brms")
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--tune", type=int, default=None)
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=1, help="the same seed for every tool and fit")
+    ap.add_argument("--target-accept", type=float, default=0.8)
+    ap.add_argument("--timeout", type=float, default=None, help="seconds per fit (default 300 smoke/quick, 3600)")
+    ap.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+    args = ap.parse_args()
+
+    t_start = time.perf_counter()
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    default_n = {"smoke": 100, "quick": 300, "full": 1000}[mode]
+    draws = args.draws or default_n
+    tune = args.tune or default_n
+    timeout = args.timeout or (3600.0 if mode == "full" else 300.0)
+    names = (args.datasets.split(",") if args.datasets
+             else SMOKE if args.smoke else QUICK if args.quick else ALL)
+    tools = [t for t in args.tools.split(",") if t]
+    plans = [p for p in args.plans.split(",") if p]
+    uplans = [p for p in args.uncorr_plans.split(",") if p]
+    settings = {"mode": mode, "chains": args.chains, "tune": tune, "draws": draws, "seed": args.seed,
+                "target_accept": args.target_accept, "sampler": "NUTS (NumPyro for bayeslmm and Bambi, Stan for brms)"}
+    print(f"peers ({mode}): data sets {names}; tools {tools}; chains {args.chains}, tune {tune}, draws {draws}, "
+          f"seed {args.seed}", flush=True)
+
+    skipped = []
+    bambi_py = ensure_bambi_venv() if "bambi" in tools else None
+    if "bambi" in tools and bambi_py is None:
+        skipped.append("bambi skipped: could not set up benchmarks/.peers-venv")
+    rscript = brms_available() if "brms" in tools else None
+    if "brms" in tools and rscript is None:
+        msg = "brms skipped: Rscript/brms not found (install R and brms, e.g. apt-get install r-cran-brms)"
+        print("NOTICE: " + msg, flush=True)
+        skipped.append(msg)
+
+    out = Path(args.out) if args.out else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if mode == "full" else f"_{mode}"
+    rows = []
+    common = {"chains": args.chains, "tune": tune, "draws": draws, "seed": args.seed,
+              "target_accept": args.target_accept}
+    bambi_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    versions = {}
+    with tempfile.TemporaryDirectory(prefix="peers-") as work:
+        for name in names:
+            data, formula, truth = load(name)
+            m = prepare(name, data, formula, work)
+            print(f"\n== {name}: {m['n_rows']} rows; {m['formula']}", flush=True)
+            n = m["n_rows"]
+            base = {**common, "data": m["data"], "groups": m["groups"]}
+
+            def record(tool, model, plan, res):
+                row = make_row(name, n, tool, model, plan, res, truth)
+                rows.append(row)
+                if "versions" in res:
+                    versions[tool] = res["versions"]
+                if "error" not in row:
+                    print_table([_show(row)], COLS)
+
+            if "bayeslmm" in tools:
+                runner = [sys.executable, str(HERE / "_peers_bayeslmm_runner.py")]
+                fits = [("correlated", m["formula"], p) for p in plans]
+                if m["has_cor"]:
+                    fits += [("uncorrelated", m["formula_uncorr"], p) for p in uplans]
+                for model_kind, f, p in fits:
+                    res = run_fit(runner, {**base, "formula": f, "plan": p}, work,
+                                  f"{name}-bayeslmm-{model_kind}-{p}", timeout)
+                    label = res.get("plan_label", p)
+                    label = p if label == p else f"{p}={label}"
+                    record("bayeslmm", model_kind if m["has_cor"] else "uncorrelated", label, res)
+            if bambi_py:
+                spec = {**base, "formula": bambi_formula(m["formula_uncorr"]), "priors": m["priors_uncorr"]}
+                res = run_fit([bambi_py, str(HERE / "_bambi_runner.py")], spec, work, f"{name}-bambi", timeout,
+                              env=bambi_env)
+                record("bambi", "uncorrelated", "non-centred", res)
+            if rscript:
+                brms_fits = [("correlated" if m["has_cor"] else "uncorrelated", m["formula"], m["priors"])]
+                if args.brms_uncorr and m["has_cor"]:
+                    brms_fits.append(("uncorrelated", m["formula_uncorr"], m["priors_uncorr"]))
+                for model_kind, f, pri in brms_fits:
+                    res = run_fit([rscript, str(HERE / "_brms_runner.R")], {**base, "formula": f, "priors": pri},
+                                  work, f"{name}-brms-{model_kind}", timeout)
+                    record("brms", model_kind, "non-centred", res)
+
+    print()
+    good = [r for r in rows if "error" not in r]
+    if good:
+        print_table([_show(r) for r in good], COLS)
+    for r in rows:
+        if "error" in r:
+            print(f"FAILED: {r['dataset']} {r['tool']} {r['model']} {r['plan']}: {r['error']}")
+    doc = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "settings": settings,
+           "versions": versions, "skipped": skipped, "rows": rows}
+    jpath = out / f"peers{suffix}.json"
+    jpath.write_text(json.dumps(doc, indent=1, default=float))
+    header = (f"peers ({mode}): {args.chains} chains, {tune} tune + {draws} draws, seed {args.seed}; "
+              f"{machine()}; {time.strftime('%Y-%m-%d')}" + "".join(f"\n\n{s}" for s in skipped))
+    mpath = out / f"peers{suffix}.md"
+    write_markdown(rows, mpath, header)
+    ppath = plot(rows, out / f"peers{suffix}.png", f"peers ({mode}): {args.chains} chains x {draws} draws")
+    print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
+    for s in skipped:
+        print("NOTICE:", s)
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
