@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 __all__ = ["recover_effects"]
 
@@ -60,7 +61,8 @@ def recover_effects(idata, design, plan, md, random_seed=None) -> None:
             for b, r in zip(sampled, r_sampled):
                 offset += np.einsum("snd,nd->sn", r[sl][:, b.group_index, :], b.values)
         key, sub = jax.random.split(key)
-        draws = recover_batch(md, sub, beta[sl], sigma[sl], [L[sl] for L in Ls], offset)
+        with threadpool_limits(1, "blas"):  # see sampling.py: BLAS threads only oversubscribe here
+            draws = recover_batch(md, sub, beta[sl], sigma[sl], [L[sl] for L in Ls], offset)
         for k, u in enumerate(draws):
             out[k].append(np.asarray(u))
     for k, name in enumerate(md.names):

@@ -62,10 +62,13 @@ def grad_time(model, repeat=200) -> float:
     ip = model.initial_point()
     x = [ip[v.name] for v in model.value_vars]
     f = jax.jit(jax.value_and_grad(lambda xs: logp(xs)))
-    f(x)[0].block_until_ready()
-    t0 = time.perf_counter()
-    for _ in range(repeat):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # as in bayeslmm.sampling
         f(x)[0].block_until_ready()
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            f(x)[0].block_until_ready()
     return (time.perf_counter() - t0) / repeat
 
 
