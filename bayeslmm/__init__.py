@@ -11,6 +11,16 @@ if "xla_force_host_platform_device_count" not in _os.environ.get("XLA_FLAGS", ""
         _os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_os.cpu_count() or 1}"
     ).strip()
 
+import logging as _logging  # noqa: E402
+
+# Like PyMC's own logger: the plan that marginalize="auto" chose is shown by default.
+_log = _logging.getLogger("bayeslmm")
+if not _log.handlers:
+    _h = _logging.StreamHandler()
+    _h.setFormatter(_logging.Formatter("%(message)s"))
+    _log.addHandler(_h)
+    _log.setLevel(_logging.INFO)
+
 from .lmm import BayesLMM  # noqa: E402
 from .io import load  # noqa: E402
 from .priors import Prior  # noqa: E402

@@ -121,7 +121,6 @@ def resolve_plan(design, marginalize="none") -> MarginalizationPlan:
         marg = tuple(names)
     elif chosen == ["auto"]:
         marg, reason = _auto(design)
-        log.info("marginalize='auto' chose: %s (%s)", list(marg) or "none", reason)
     else:
         bad = [c for c in chosen if c not in names]
         if bad:
