@@ -50,52 +50,67 @@ class MarginalizationPlan:
         return text + (f"; {self.reason}" if self.reason else "")
 
 
-def plan_cost(design, marginalized) -> float:
-    """Estimated flops of one log-density + gradient evaluation for a plan.
+# Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10,
+# float64; benchmarks/results/plans_small.json and plans_insteval.json); see
+# docs/marginalization.md for the derivation and the check of the choices.
+_OVERHEAD_S = 1.2e-4      # one log-density + gradient evaluation, any plan
+_DENSE_OVERHEAD_S = 1.0e-4  # extra fixed cost of a Schur (dense) part
+_ROW_S = 5.6e-9           # per row and per column touched (X, gathers, scatter-adds)
+_FLOP_S = 2.0e-11         # per flop of the dense blocked Cholesky (BLAS-3 rate)
+_MIX_PER_ROW = 0.033      # extra gradients per effective draw, per row-per-level of a sampled factor
 
-    Terms (N rows, block k with M_k levels and d_k effects; block 1 the
-    largest marginalized one; D2 the size of the rest of the marginalized):
-    the residual and the sampled effects' gather, O(N (p + sum d_k)) unless
-    every factor is marginalized; the block-diagonal part, M_1 d_1^3; the
-    Schur complement, M_1 d_1^2 D2 + D2^2 M_1 d_1 + D2^3 / 3. The gradient
-    is taken as three times the value (reverse mode).
+
+def grad_seconds(design, marginalized) -> float:
+    """Predicted seconds of one log-density + gradient evaluation under a plan.
+
+    ``_OVERHEAD_S`` + rows term + dense term, where the rows term is
+    N (p + sum_k d_k) row operations unless every factor is marginalized
+    (then the likelihood uses sufficient statistics and costs O(D p)), and the
+    dense term counts the flops of the blocked factorization (block 1 the
+    largest marginalized factor, D2 the size of the others):
+    M_1 d_1^3 + M_1 d_1 D2^2 + D2^3 / 3, times 6 (multiply-add, and the
+    gradient at twice the value).
     """
     blocks = [b for b in design.blocks if b.name in marginalized]
     sampled = [b for b in design.blocks if b.name not in marginalized]
     n, p = design.X.shape
-    cost = 0.0
+    t = _OVERHEAD_S
     if sampled or not blocks:
-        cost += n * (p + 2 + sum(2 * b.dim for b in design.blocks))
+        t += _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
     else:
-        cost += sum(b.size for b in blocks) * p
+        t += _ROW_S * sum(b.size for b in blocks) * (p + 1)
     if blocks:
         b1, rest = blocks[0], blocks[1:]
         d2 = sum(b.size for b in rest)
-        cost += b1.n_levels * b1.dim ** 3 * 4
-        cost += b1.size * d2 * (b1.dim + d2) + d2 ** 3 / 3
-    return 3.0 * cost
+        flops = b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3
+        t += 6 * _FLOP_S * flops + (_DENSE_OVERHEAD_S if d2 else 0.0)
+    return t
+
+
+def grads_per_draw_factor(design, marginalized) -> float:
+    """Predicted gradients per effective draw, relative to marginalizing every factor.
+
+    A sampled (non-centred) factor slows mixing the more its levels are
+    informed by the data: each adds ``_MIX_PER_ROW`` x (rows per level).
+    """
+    return 1.0 + sum(_MIX_PER_ROW * design.n / b.n_levels for b in design.blocks if b.name not in marginalized)
+
+
+def plan_cost(design, marginalized) -> float:
+    """Predicted seconds per effective draw (up to a constant): gradient time x gradients per draw."""
+    return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized)
 
 
 def _auto(design) -> tuple[tuple[str, ...], str]:
     names = [b.name for b in design.blocks]
     if not names:
-        return (), "no group-level effects"
-    options = [()]
-    for k in range(1, len(names) + 1):
-        options += list(combinations(names, k))
-    base = plan_cost(design, ())
-    # Each marginalized factor removes its M*d hardest dimensions; the sampler
-    # is assumed to need fewer gradients per draw the more of them are gone.
-    total = sum(b.size for b in design.blocks)
-
-    def score(opt):
-        removed = sum(design.block(n).size for n in opt)
-        grads_per_draw = 1.0 + 3.0 * (1.0 - removed / total)  # relative, see docs/marginalization.md
-        return plan_cost(design, opt) * grads_per_draw
-
-    best = min(options, key=score)
-    reason = f"auto: estimated cost {score(best) / max(score(()), 1):.2g}x of no marginalization (base {base:.3g} flops)"
-    return tuple(best), reason
+        return (), "no group-level terms"
+    options = [()] + [c for k in range(1, len(names) + 1) for c in combinations(names, k)]
+    costs = {opt: plan_cost(design, opt) for opt in options}
+    best = min(options, key=costs.get)
+    reason = (f"auto: predicted {costs[()] / costs[best]:.2g}x the effective draws per second of no "
+              f"marginalization ({grad_seconds(design, best) * 1e3:.2g} ms per gradient)")
+    return tuple(n for n in names if n in best), reason
 
 
 def resolve_plan(design, marginalize="none") -> MarginalizationPlan:

@@ -1,0 +1,54 @@
+"""Sampling time without JAX compilation, for NumPyro runs inside ``pm.sample``.
+
+Imported by both fit runners (bayeslmm's and Bambi's, which run in different
+virtual environments); it needs only jax and pymc, which both have.
+"""
+
+import time
+
+
+def instrument_numpyro():
+    """Time the NumPyro run inside ``pm.sample`` and the JAX compilation that happens inside it.
+
+    PyMC's own ``sampling_time`` covers the NumPyro run including XLA
+    compilation of the sampler; Stan's elapsed times exclude its C++
+    compilation. To report comparable sampling times this wraps PyMC's
+    ``_sample_numpyro_nuts`` (start/end of the run, results blocked on) and
+    listens to JAX's compile events; the sampling time is the run minus the
+    union of the compile intervals inside it.
+    """
+    import jax
+    import pymc.sampling.jax as pmjax
+
+    rec = {"events": [], "windows": []}
+
+    def listener(name, dur, **kwargs):
+        if name.startswith("/jax/core/compile/"):
+            t = time.perf_counter()
+            rec["events"].append((t - dur, t))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    orig = pmjax._sample_numpyro_nuts
+
+    def wrapped(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = orig(*args, **kwargs)
+        jax.block_until_ready(out[0])
+        rec["windows"].append((t0, time.perf_counter()))
+        return out
+
+    pmjax._sample_numpyro_nuts = wrapped
+    return rec
+
+
+def sampling_times(rec):
+    """(seconds of NumPyro runs, seconds of JAX compilation inside them)."""
+    run = sum(b - a for a, b in rec["windows"])
+    spans = sorted((max(a, w0), min(b, w1)) for a, b in rec["events"] for w0, w1 in rec["windows"]
+                   if min(b, w1) > max(a, w0))
+    comp, end = 0.0, float("-inf")
+    for a, b in spans:  # union of possibly nested intervals
+        if b > end:
+            comp += b - max(a, end)
+            end = b
+    return run, comp
