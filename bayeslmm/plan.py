@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from itertools import combinations
 
+import numpy as np
+
 __all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost"]
 
 log = logging.getLogger("bayeslmm")
@@ -57,7 +59,7 @@ _OVERHEAD_S = 1.2e-4      # one log-density + gradient evaluation, any plan
 _DENSE_OVERHEAD_S = 1.0e-4  # extra fixed cost of a Schur (dense) part
 _ROW_S = 5.6e-9           # per row and per column touched (X, gathers, scatter-adds)
 _FLOP_S = 2.0e-11         # per flop of the dense blocked Cholesky (BLAS-3 rate)
-_MIX_PER_ROW = 0.033      # extra gradients per effective draw, per row-per-level of a sampled factor
+_MIX_PER_INFO = 1.0       # extra gradients per effective draw, per unit of a sampled factor's information
 
 
 def grad_seconds(design, marginalized) -> float:
@@ -87,18 +89,44 @@ def grad_seconds(design, marginalized) -> float:
     return t
 
 
-def grads_per_draw_factor(design, marginalized) -> float:
+def level_information(design) -> dict:
+    """Per factor, how strongly the data inform each level's effect: ``n_bar tau^2 / sigma^2``.
+
+    A one-way method-of-moments estimate on the least-squares residuals e
+    (cost O(N p^2)): per factor, ``sigma^2`` is the pooled within-level
+    variance of e, ``tau^2 = max(0, var_j(mean_j e) - mean_j(sigma^2 / n_j))``
+    the between-level variance of the intercepts, ``n_bar = N / M``. This is
+    the ratio that decides whether a non-centred parameterization mixes
+    well (small) or badly (large).
+    """
+    y, X = design.y, design.X
+    e = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
+    out = {}
+    for b in design.blocks:
+        n_j = np.bincount(b.group_index, minlength=b.n_levels).astype(float)
+        ok = n_j > 0
+        mean_j = np.bincount(b.group_index, weights=e, minlength=b.n_levels)[ok] / n_j[ok]
+        within = float(np.sum((e - np.bincount(b.group_index, weights=e, minlength=b.n_levels)[b.group_index]
+                               / n_j[b.group_index]) ** 2)) / max(len(e) - ok.sum(), 1)
+        tau2 = max(0.0, float(np.var(mean_j, ddof=1)) - float(np.mean(within / n_j[ok]))) if ok.sum() > 1 else 0.0
+        out[b.name] = (len(e) / b.n_levels) * tau2 / within if within > 0 else float("inf")
+    return out
+
+
+def grads_per_draw_factor(design, marginalized, info=None) -> float:
     """Predicted gradients per effective draw, relative to marginalizing every factor.
 
-    A sampled (non-centred) factor slows mixing the more its levels are
-    informed by the data: each adds ``_MIX_PER_ROW`` x (rows per level).
+    Each sampled (non-centred) factor adds ``_MIX_PER_INFO`` x its
+    :func:`level_information`: non-centring mixes badly exactly when the data
+    pin each level's effect down well.
     """
-    return 1.0 + sum(_MIX_PER_ROW * design.n / b.n_levels for b in design.blocks if b.name not in marginalized)
+    info = level_information(design) if info is None else info
+    return 1.0 + sum(_MIX_PER_INFO * info[b.name] for b in design.blocks if b.name not in marginalized)
 
 
-def plan_cost(design, marginalized) -> float:
+def plan_cost(design, marginalized, info=None) -> float:
     """Predicted seconds per effective draw (up to a constant): gradient time x gradients per draw."""
-    return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized)
+    return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized, info)
 
 
 def _auto(design) -> tuple[tuple[str, ...], str]:
@@ -106,7 +134,8 @@ def _auto(design) -> tuple[tuple[str, ...], str]:
     if not names:
         return (), "no group-level terms"
     options = [()] + [c for k in range(1, len(names) + 1) for c in combinations(names, k)]
-    costs = {opt: plan_cost(design, opt) for opt in options}
+    info = level_information(design)
+    costs = {opt: plan_cost(design, opt, info) for opt in options}
     best = min(options, key=costs.get)
     reason = (f"auto: predicted {costs[()] / costs[best]:.2g}x the effective draws per second of no "
               f"marginalization ({grad_seconds(design, best) * 1e3:.2g} ms per gradient)")
