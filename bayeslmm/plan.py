@@ -56,7 +56,7 @@ class MarginalizationPlan:
 # float64; benchmarks/results/plans_small.json and plans_insteval.json); see
 # docs/marginalization.md for the derivation and the check of the choices.
 _OVERHEAD_S = 1.2e-4      # one log-density + gradient evaluation, any plan
-_DENSE_OVERHEAD_S = 1.0e-4  # extra fixed cost of a Schur (dense) part
+_DENSE_ROW_S = 5.0e-6     # per row of the dense (Schur) part: XLA's sequential Cholesky steps
 _ROW_S = 5.6e-9           # per row and per column touched (X, gathers, scatter-adds)
 _FLOP_S = 2.0e-11         # per flop of the dense blocked Cholesky (BLAS-3 rate)
 _MIX_PER_INFO = 1.0       # extra gradients per effective draw, per unit of a sampled factor's information
@@ -85,7 +85,7 @@ def grad_seconds(design, marginalized) -> float:
         b1, rest = blocks[0], blocks[1:]
         d2 = sum(b.size for b in rest)
         flops = b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3
-        t += 6 * _FLOP_S * flops + (_DENSE_OVERHEAD_S if d2 else 0.0)
+        t += 6 * _FLOP_S * flops + _DENSE_ROW_S * d2
     return t
 
 
