@@ -34,10 +34,12 @@ class MarginalizationPlan:
 
     @property
     def sufficient(self) -> bool:
+        """True when every factor is marginalized: the likelihood uses sufficient statistics."""
         return bool(self.marginalized) and not self.sampled
 
     @property
     def label(self) -> str:
+        """"none", "all", or the marginalized factors joined by "+"."""
         if not self.marginalized:
             return "none"
         if not self.sampled:
@@ -45,6 +47,7 @@ class MarginalizationPlan:
         return "+".join(self.marginalized)
 
     def describe(self) -> str:
+        """One line for logs and summaries: what is marginalized, at what cost, and why."""
         if not self.marginalized:
             return "no marginalization (all group-level effects sampled, non-centred)"
         how = "sufficient statistics, cost independent of N" if self.sufficient else "O(N) per evaluation"

@@ -98,6 +98,7 @@ class LMMFit:
     # --- accessors -------------------------------------------------------
     @property
     def posterior(self):
+        """``idata.posterior`` (xarray Dataset)."""
         return self.idata.posterior
 
     def _sel(self, name, **sel):
@@ -221,6 +222,7 @@ class LMMFit:
     # --- diagnostics -----------------------------------------------------
     @property
     def n_divergences(self) -> int:
+        """Number of divergent transitions after warmup, over all chains."""
         ss = getattr(self.idata, "sample_stats", None)
         if ss is None or "diverging" not in ss:
             return 0
