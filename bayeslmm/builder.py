@@ -88,7 +88,7 @@ def _fixed_effects(design, priors):
         p = next(p for p in priors if p.cls == "Intercept")
         ic = _dist(p.dist, p.args, name="Intercept_centered")
         mu = mu + ic
-        shift = pt.dot(X[:, slope_idx].mean(axis=0), pt.stack([coefs[i] for i in slope_idx])) if slope_idx else 0.0
+        shift = pt.dot(X[:, slope_idx].mean(axis=0), b) if slope_idx else 0.0
         coefs[names.index("Intercept")] = ic - shift
     beta = pm.Deterministic("fixef", pt.stack(coefs), dims="fixef_term") if names else pt.zeros(0)
     return mu, beta

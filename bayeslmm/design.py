@@ -157,7 +157,6 @@ def _sort_key(col: pd.Series):
 def _group_index(data: pd.DataFrame, factor: tuple) -> tuple[np.ndarray, tuple]:
     """Group index and labels of (the interaction of) factor columns, sorted like R's factor()."""
     keys = pd.DataFrame({c: _sort_key(data[c]) for c in factor})
-    labels = pd.Series([""] * len(data), index=data.index)
     labels = _labels(data[factor[0]])
     for c in factor[1:]:
         labels = labels + ":" + _labels(data[c])

@@ -7,16 +7,12 @@ estimated cost per gradient evaluation against how many sampled dimensions
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 
 __all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost"]
-
-log = logging.getLogger("bayeslmm")
-
 
 @dataclass(frozen=True)
 class MarginalizationPlan:

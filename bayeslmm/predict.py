@@ -24,16 +24,11 @@ import pandas as pd
 
 from .design import NAMESPACE, _labels, formula_variables
 from .formula import FormulaSpec, parse_formula
+from .recover import stack_draws as _stack
 
 __all__ = ["predict", "posterior_predictive", "prior_predictive"]
 
 KINDS = ("link", "mean", "response")
-
-
-def _stack(da) -> np.ndarray:
-    """(chain, draw, ...) -> (chain * draw, ...)."""
-    a = np.asarray(da)
-    return a.reshape((-1,) + a.shape[2:])
 
 
 @dataclass

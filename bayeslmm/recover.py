@@ -22,7 +22,7 @@ __all__ = ["recover_effects"]
 _CHUNK_BYTES = 256e6
 
 
-def _stack(da) -> np.ndarray:
+def stack_draws(da) -> np.ndarray:
     """(chain, draw, ...) -> (chain*draw, ...)."""
     a = np.asarray(da)
     return a.reshape((-1,) + a.shape[2:])
@@ -43,11 +43,11 @@ def recover_effects(idata, design, plan, md, random_seed=None) -> None:
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
-    beta = _stack(post["fixef"]) if "fixef" in post else np.zeros((S, 0))
-    sigma = _stack(post["sigma"])
-    Ls = [_stack(post[f"L_{name}"]) for name in md.names]
+    beta = stack_draws(post["fixef"]) if "fixef" in post else np.zeros((S, 0))
+    sigma = stack_draws(post["sigma"])
+    Ls = [stack_draws(post[f"L_{name}"]) for name in md.names]
     sampled = [design.block(n) for n in plan.sampled]
-    r_sampled = [_stack(post[f"r_{b.name}"]) for b in sampled]
+    r_sampled = [stack_draws(post[f"r_{b.name}"]) for b in sampled]
 
     per_draw = 8 * (design.n * (1 + bool(sampled)) + md.dense_size ** 2 * 3 + sum(md.sizes) * 4)
     chunk = int(max(1, min(S, _CHUNK_BYTES // max(per_draw, 1))))

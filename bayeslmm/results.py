@@ -18,10 +18,6 @@ __all__ = ["LMMFit", "FitSummary", "draw_table"]
 _COLS = ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
 
 
-def _draws(da) -> np.ndarray:
-    return np.asarray(da)
-
-
 def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
     """One row per named (chain, draw) array: mean, SD, central interval, Rhat, bulk and tail ESS."""
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
@@ -102,7 +98,7 @@ class LMMFit:
         return self.idata.posterior
 
     def _sel(self, name, **sel):
-        return _draws(self.posterior[name].sel(**sel))
+        return np.asarray(self.posterior[name].sel(**sel))
 
     def fixef(self, summary: bool = True, prob: float = 0.95):
         """Population-level effects, like lme4 ``fixef`` / brms ``fixef``.
