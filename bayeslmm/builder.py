@@ -1,8 +1,9 @@
 """Design + priors + plan -> ``pm.Model``.
 
 Parameterization (lme4's): each level's effects are ``u = L v`` with
-``L = diag(sd) R`` (R the Cholesky factor of the correlation matrix, from
-``pm.LKJCholeskyCov`` for correlated blocks, the identity otherwise).
+``L = diag(sd) R`` (R the Cholesky factor of the correlation matrix, from an
+LKJ prior sampled through :class:`bayeslmm.lkj.CPCTransform` for correlated
+blocks, the identity otherwise).
 
 - Sampled factors are non-centred: ``z ~ N(0, I)``, ``r = z L^T``; the mean
   gathers ``r[group_index]`` row by row (no dense Z).
@@ -22,6 +23,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.slinalg import block_diag
 
+from .lkj import CPCTransform, cholesky_of_corr
 from .ops import FactorData, MarginalData, marginal_loglik
 
 __all__ = ["build_model", "coords_of", "marginal_data"]
@@ -98,28 +100,27 @@ def _scale_factor(blk, priors):
     """Build L = diag(sd) R for one factor; registers sd_<g> (and cor_<g>)."""
     sd_pri = {p.coef: p for p in priors if p.cls == "sd" and p.group == blk.name}
     cor = next((p for p in priors if p.cls == "cor" and p.group == blk.name), None)
-    chols, sds = [], []
+    Rs, sds = [], []
     for k, grp in enumerate(blk.corr_groups):
         pri = [sd_pri[blk.terms[i]] for i in grp]
         suffix = "" if len(blk.corr_groups) == 1 else f"_{k}"
         if len(grp) == 1:
             sd = _dist(pri[0].dist, pri[0].args, name=f"sd_{blk.name}__{blk.terms[grp[0]]}")
-            chols.append(sd.reshape((1, 1)))
+            Rs.append(pt.ones((1, 1)))
             sds.append(sd.reshape((1,)))
         else:
+            # SDs and correlations apart (brms's parameterization): lkj.py says why not LKJCholeskyCov.
+            d = len(grp)
             args = tuple(np.array([p.args[i] for p in pri]) for i in range(len(pri[0].args)))
-            sd_dist = _dist(pri[0].dist, args, dist_only=True, shape=len(grp))
-            chol, _, std = pm.LKJCholeskyCov(
-                f"chol_{blk.name}{suffix}", n=len(grp), eta=cor.args[0], sd_dist=sd_dist, compute_corr=True
-            )
-            chols.append(chol)
-            sds.append(std)
-    L = chols[0] if len(chols) == 1 else block_diag(*chols)
+            sds.append(_dist(pri[0].dist, args, name=f"sd_{blk.name}{suffix}__raw", shape=d))
+            c = pm.LKJCorr(f"cor_{blk.name}{suffix}__raw", n=d, eta=cor.args[0], default_transform=None,
+                           transform=CPCTransform(d))
+            Rs.append(cholesky_of_corr(c, d))
+    R = Rs[0] if len(Rs) == 1 else block_diag(*Rs)
     sd = pm.Deterministic(f"sd_{blk.name}", pt.concatenate(sds), dims=f"{blk.name}__effect")
     if blk.correlated:
-        R = L / sd[:, None]
         pm.Deterministic(f"cor_{blk.name}", pt.dot(R, R.T), dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
-    return L
+    return sd[:, None] * R
 
 
 def marginal_data(design, plan) -> MarginalData:

@@ -315,12 +315,13 @@ def prior_predictive(model, draws=500, marginalize="none", random_seed=None):
     import pymc as pm
 
     from .checks import check_positive_int
+    from .sampling import drop_internal
 
     draws = check_positive_int(draws, "draws")
     model.plan(marginalize)
     pm_model = model.build_model("none")
     with pm_model:
-        idata = pm.sample_prior_predictive(draws=draws, random_seed=random_seed)
+        idata = drop_internal(pm.sample_prior_predictive(draws=draws, random_seed=random_seed))
     # PyMC names the observation dim y_dim_0; posterior_predictive and log_likelihood use obs.
     for g in ("prior_predictive", "observed_data"):
         if g in idata.groups():

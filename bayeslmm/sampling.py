@@ -14,7 +14,7 @@ import time
 import pymc as pm
 from threadpoolctl import threadpool_limits
 
-__all__ = ["SAMPLERS", "run_sampler"]
+__all__ = ["SAMPLERS", "drop_internal", "run_sampler"]
 
 SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
 
@@ -49,4 +49,15 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     # log-density + gradient went from 0.35 ms to 7-8 ms. Chains are the parallelism.
     with threadpool_limits(1, "blas"):
         idata = pm.sample(**kwargs)
-    return idata, time.perf_counter() - t0
+    return drop_internal(idata), time.perf_counter() - t0
+
+
+def drop_internal(idata):
+    """Remove the builder's internal coordinates (``*__raw``): ``sd_<g>`` and ``cor_<g>`` carry them by name."""
+    for group in ("posterior", "prior"):
+        if group in idata.groups():
+            ds = idata[group]
+            raw = [v for v in ds.data_vars if v.endswith("__raw")]
+            if raw:
+                idata[group] = ds.drop_vars(raw)
+    return idata

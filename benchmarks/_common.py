@@ -80,11 +80,12 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
 
 
-def write_json(rows, name, out_dir=None):
+def write_json(rows, name, out_dir=None, **extra):
     out = Path(out_dir) if out_dir else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    path.write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1))
+    doc = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows, **extra}
+    path.write_text(json.dumps(doc, indent=1))
     return path
 
 
