@@ -26,6 +26,11 @@ simulated data the coverage of the true fixed effects, SDs and sigma by the
     python benchmarks/peers.py --quick             # small sets, 300 draws: < 10 minutes on 2 cores
     python benchmarks/peers.py                     # every data set, 2 chains, 1000 tune + 1000 draws
     python benchmarks/peers.py --datasets dutch,english --tools bayeslmm,bambi --out /tmp/peers
+    python benchmarks/peers.py --combine /tmp/a/peers.json,/tmp/b/peers.json   # one table from two runs
+
+When "auto" resolves to "none" or "all", its row reuses that fit (same model,
+data and seed). ``--skip`` names bayeslmm fits not to run (by default "all" on
+the InstEval-shaped set, 0.34 s per gradient); they appear as skipped rows.
 
 Writes peers.json (rows), peers.md (table) and peers.png (ESS/s by tool and
 data set) under benchmarks/results/ or --out DIR (peers_quick.* and
@@ -173,11 +178,25 @@ def prepare(name, data, formula, workdir):
     f_unc = uncorrelated(f_cor)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pri_cor = _priors(BayesLMM(f_cor, df.astype({g: str for g in groups})))
-        pri_unc = _priors(BayesLMM(f_unc, df.astype({g: str for g in groups})))
+        m_cor = BayesLMM(f_cor, df.astype({g: str for g in groups}))
+        m_unc = BayesLMM(f_unc, df.astype({g: str for g in groups}))
+    pri_cor, pri_unc = _priors(m_cor), _priors(m_unc)
     has_cor = any(p["cls"] == "cor" for p in pri_cor)
     return {"data": str(path), "n_rows": len(df), "groups": groups, "formula": f_cor, "formula_uncorr": f_unc,
-            "priors": pri_cor, "priors_uncorr": pri_unc, "has_cor": has_cor}
+            "priors": pri_cor, "priors_uncorr": pri_unc, "has_cor": has_cor,
+            "auto": {"correlated": _auto_as(m_cor), "uncorrelated": _auto_as(m_unc)}}
+
+
+def _auto_as(model):
+    """The plan "auto" resolves to, as "none"/"all" when it is one of those (its fit is then reused), else its label."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = model.plan("auto")
+    if not plan.marginalized:
+        return "none"
+    if set(plan.marginalized) == {b.name for b in model.design.blocks}:
+        return "all"
+    return plan.label
 
 
 def _priors(model):
@@ -440,7 +459,12 @@ def main():
                     help="dataset:plan pairs of bayeslmm fits not to run, recorded as skipped rows (default: "
                          "%(default)s; '' for none)")
     ap.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+    ap.add_argument("--combine", default=None, metavar="A.json,B.json",
+                    help="write one table and plot from earlier runs' JSON files, fitting nothing")
     args = ap.parse_args()
+    if args.combine:
+        combine(args.combine.split(","), Path(args.out) if args.out else RESULTS)
+        return
 
     t_start = time.perf_counter()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
@@ -477,6 +501,11 @@ def main():
               "target_accept": args.target_accept}
     bambi_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     versions = {}
+
+    def doc():
+        return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "settings": settings,
+                "versions": versions, "skipped": skipped, "rows": rows}
+
     with tempfile.TemporaryDirectory(prefix="peers-") as work:
         for name in names:
             data, formula, truth = load(name)
@@ -498,7 +527,15 @@ def main():
                 fits = [("correlated", m["formula"], p) for p in plans]
                 if m["has_cor"]:
                     fits += [("uncorrelated", m["formula_uncorr"], p) for p in uplans]
+                done = {}
                 for model_kind, f, p in fits:
+                    same = m["auto"][model_kind] if p == "auto" else None
+                    if same in done.get(model_kind, {}):
+                        # auto chose a plan already fitted here (same model, data, seed): the same fit.
+                        print(f"  bayeslmm {model_kind} auto = {same}: reusing that fit", flush=True)
+                        record("bayeslmm", model_kind if m["has_cor"] else "uncorrelated", f"auto={same}",
+                               done[model_kind][same])
+                        continue
                     if f"{name}:{p}" in skip:
                         print(f"  bayeslmm {model_kind} {p}: skipped (--skip {name}:{p})", flush=True)
                         rows.append({"dataset": name, "n_rows": n, "tool": "bayeslmm", "model": model_kind,
@@ -506,6 +543,7 @@ def main():
                         continue
                     res = run_fit(runner, {**base, "formula": f, "plan": p}, work,
                                   f"{name}-bayeslmm-{model_kind}-{p}", timeout)
+                    done.setdefault(model_kind, {})[p] = res
                     label = res.get("plan_label", p)
                     label = p if label == p else f"{p}={label}"
                     record("bayeslmm", model_kind if m["has_cor"] else "uncorrelated", label, res)
@@ -522,6 +560,7 @@ def main():
                     res = run_fit([rscript, str(HERE / "_brms_runner.R")], {**base, "formula": f, "priors": pri},
                                   work, f"{name}-brms-{model_kind}", timeout)
                     record("brms", model_kind, "non-centred", res)
+            write_outputs(doc(), out, suffix, verbose=False)  # partial results survive an interrupted run
 
     print()
     good = [r for r in rows if "error" not in r]
@@ -530,19 +569,40 @@ def main():
     for r in rows:
         if "error" in r:
             print(f"FAILED: {r['dataset']} {r['tool']} {r['model']} {r['plan']}: {r['error']}")
-    doc = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "settings": settings,
-           "versions": versions, "skipped": skipped, "rows": rows}
-    jpath = out / f"peers{suffix}.json"
-    jpath.write_text(json.dumps(doc, indent=1, default=float))
-    header = (f"peers ({mode}): {args.chains} chains, {tune} tune + {draws} draws, seed {args.seed}; "
-              f"{machine()}; {time.strftime('%Y-%m-%d')}" + "".join(f"\n\n{s}" for s in skipped))
-    mpath = out / f"peers{suffix}.md"
-    write_markdown(rows, mpath, header)
-    ppath = plot(rows, out / f"peers{suffix}.png", f"peers ({mode}): {args.chains} chains x {draws} draws")
-    print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
+    write_outputs(doc(), out, suffix)
     for s in skipped:
         print("NOTICE:", s)
     print(f"total {time.perf_counter() - t_start:.0f} s")
+
+
+def write_outputs(doc, out, suffix, verbose=True):
+    """peers<suffix>.json, .md and .png under ``out`` from one result document."""
+    st, rows = doc["settings"], doc["rows"]
+    jpath = out / f"peers{suffix}.json"
+    jpath.write_text(json.dumps(doc, indent=1, default=float))
+    header = (f"peers ({st['mode']}): {st['chains']} chains, {st['tune']} tune + {st['draws']} draws, "
+              f"seed {st['seed']}; {doc['machine']}; {doc['date']}" + "".join(f"\n\n{s}" for s in doc["skipped"]))
+    mpath = out / f"peers{suffix}.md"
+    write_markdown(rows, mpath, header)
+    ppath = plot(rows, out / f"peers{suffix}.png", f"peers ({st['mode']}): {st['chains']} chains x {st['draws']} draws")
+    if verbose:
+        print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
+
+
+def combine(paths, out):
+    """One peers.json/.md/.png from several runs' JSON files (say, the data sets run in two goes)."""
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    keys = ("chains", "tune", "draws", "seed", "target_accept")
+    if len({tuple(d["settings"][k] for k in keys) for d in docs}) > 1:
+        raise SystemExit("--combine: the runs used different chains/tune/draws/seed/target_accept")
+    if len({d["machine"] for d in docs}) > 1:
+        raise SystemExit("--combine: the runs come from different machines")
+    merged = {**docs[0], "date": " and ".join(dict.fromkeys(d["date"] for d in docs)),
+              "versions": {k: v for d in docs for k, v in d["versions"].items()},
+              "skipped": list(dict.fromkeys(s for d in docs for s in d["skipped"])),
+              "rows": [r for d in docs for r in d["rows"]], "combined_from": [str(p) for p in paths]}
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(merged, out, "" if merged["settings"]["mode"] == "full" else f"_{merged['settings']['mode']}")
 
 
 if __name__ == "__main__":
