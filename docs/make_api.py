@@ -8,13 +8,14 @@ from pathlib import Path
 
 import bayeslmm
 from bayeslmm import io, loglik, plan, plots, predict, priors, results
-from bayeslmm import ops
+from bayeslmm import lkj, ops
 
 SECTIONS = [
     ("Model", [bayeslmm.BayesLMM, priors.Prior]),
     ("Fit", [results.LMMFit, results.FitSummary]),
     ("Marginalization plan", [plan.resolve_plan, plan.MarginalizationPlan, plan.grad_seconds,
                               plan.level_information, plan.grads_per_draw_factor, plan.plan_cost]),
+    ("LKJ correlations (sampled apart from the SDs)", [lkj.CPCTransform, lkj.corr_cholesky, lkj.cholesky_of_corr]),
     ("Predictions", [predict.predict, predict.posterior_predictive, predict.prior_predictive]),
     ("Log-likelihood and LOO", [loglik.log_likelihood, loglik.loo]),
     ("Plots", [getattr(plots, n) for n in sorted(dir(plots)) if n.startswith("plot_")]),

@@ -47,3 +47,13 @@ def test_cost_model_properties(crossed):
     # every sampled factor makes mixing worse
     assert grads_per_draw_factor(d, ("subj", "item")) == 1.0
     assert grads_per_draw_factor(d, ()) > grads_per_draw_factor(d, ("item",)) > 1.0
+
+
+def test_a_sampled_factor_costs_something_even_without_information():
+    """A factor with no between-level variance still adds M d coordinates: never a free ride."""
+    df = simulate_crossed(20, 10, reps=2, sd_item=(0.0, 0.0), seed=1)[0]
+    m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", df)
+    from bayeslmm.plan import level_information
+
+    assert level_information(m.design)["item"] < 0.5
+    assert grads_per_draw_factor(m.design, ("subj",)) >= 2.0
