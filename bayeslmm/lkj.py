@@ -101,11 +101,7 @@ def cholesky_of_corr(c, d):
 
 def _to_cpc(c, d):
     """Inverse of :func:`corr_cholesky` (correlation vector in triu order -> z); used for initial points."""
-    iu = np.triu_indices(d, 1)
-    C = pt.eye(d)
-    C = pt.set_subtensor(C[iu], c)
-    C = pt.set_subtensor(C[iu[::-1]], c)
-    R = pt.linalg.cholesky(C)
+    R = cholesky_of_corr(c, d)
     zs = []
     for i in range(1, d):
         r = pt.constant(1.0)

@@ -188,15 +188,10 @@ def prepare(name, data, formula, workdir):
 
 
 def _auto_as(model):
-    """The plan "auto" resolves to, as "none"/"all" when it is one of those (its fit is then reused), else its label."""
+    """The label of the plan "auto" resolves to ("none", "all" or "a+b"): a fit already made under it is reused."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plan = model.plan("auto")
-    if not plan.marginalized:
-        return "none"
-    if set(plan.marginalized) == {b.name for b in model.design.blocks}:
-        return "all"
-    return plan.label
+        return model.plan("auto").label
 
 
 def _priors(model):
@@ -529,16 +524,16 @@ def main():
                     fits += [("uncorrelated", m["formula_uncorr"], p) for p in uplans]
                 done = {}
                 for model_kind, f, p in fits:
+                    kind = model_kind if m["has_cor"] else "uncorrelated"
                     same = m["auto"][model_kind] if p == "auto" else None
                     if same in done.get(model_kind, {}):
                         # auto chose a plan already fitted here (same model, data, seed): the same fit.
                         print(f"  bayeslmm {model_kind} auto = {same}: reusing that fit", flush=True)
-                        record("bayeslmm", model_kind if m["has_cor"] else "uncorrelated", f"auto={same}",
-                               done[model_kind][same])
+                        record("bayeslmm", kind, f"auto={same}", done[model_kind][same])
                         continue
                     if f"{name}:{p}" in skip:
                         print(f"  bayeslmm {model_kind} {p}: skipped (--skip {name}:{p})", flush=True)
-                        rows.append({"dataset": name, "n_rows": n, "tool": "bayeslmm", "model": model_kind,
+                        rows.append({"dataset": name, "n_rows": n, "tool": "bayeslmm", "model": kind,
                                      "plan": p, "error": f"skipped: {SKIP_REASONS.get(f'{name}:{p}', '--skip')}"})
                         continue
                     res = run_fit(runner, {**base, "formula": f, "plan": p}, work,
@@ -546,7 +541,7 @@ def main():
                     done.setdefault(model_kind, {})[p] = res
                     label = res.get("plan_label", p)
                     label = p if label == p else f"{p}={label}"
-                    record("bayeslmm", model_kind if m["has_cor"] else "uncorrelated", label, res)
+                    record("bayeslmm", kind, label, res)
             if bambi_py:
                 spec = {**base, "formula": bambi_formula(m["formula_uncorr"]), "priors": m["priors_uncorr"]}
                 res = run_fit([bambi_py, str(HERE / "_bambi_runner.py")], spec, work, f"{name}-bambi", timeout,
