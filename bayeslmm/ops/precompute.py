@@ -134,10 +134,17 @@ class MarginalData:
         ``N`` and ``p``.
     S1 : ndarray (d1, d1, M1)
         ``S_{1,j} = sum_{n in j} z_n z_n^T`` for the largest factor.
-    G22 : ndarray (D2, D2) or None
-        ``Z_2^T Z_2`` of the dense part.
-    G12 : ndarray (d1, M1, D2) or None
-        ``Z_1^T Z_2`` (the transpose of G21).
+    S2 : tuple of ndarray (d_k, d_k, M_k)
+        The same per-level blocks for each factor of the dense part: the
+        block diagonal of ``Z_2^T Z_2``.
+    G22x : ndarray (D2, D2) or None
+        The off-diagonal blocks of ``Z_2^T Z_2`` (between different factors
+        of the dense part; zero diagonal blocks); None with one dense factor,
+        the common crossed design, where ``Z_2^T Z_2`` is block diagonal.
+    G21 : tuple of ndarray (d_k, M_k, d1, M1)
+        ``Z_k^T Z_1`` for each dense factor, indexed (dim, level, dim, level).
+    diag_rows, diag_cols : ndarray of int (sum_k d_k^2 M_k,)
+        Where the entries of ``S2`` (flattened) sit in the dense (D2, D2) layout.
     y, X : ndarray
         Rows mode only (None otherwise).
     row_groups, row_values : tuple of ndarray (N,) and (d_k, N)
@@ -184,8 +191,9 @@ class MarginalData:
 
         Notes
         -----
-        Cost O(N sum_{k,l} d_k d_l + N p^2) time; memory O(D2 (D2 + M1 d1))
-        for the dense cross-products plus O(N) temporaries.
+        Cost O(N sum_{k,l} d_k d_l + N p^2) time; memory O(D2 M1 d1) for
+        ``Z_2^T Z_1``, plus O(D2^2) for the cross-products between dense
+        factors when there are several, plus O(N) temporaries.
         """
         y = np.asarray(y, dtype=np.float64)
         X = np.asarray(X, dtype=np.float64)
@@ -210,22 +218,28 @@ class MarginalData:
             names=tuple(f.name for f in factors), order=order,
             levels=tuple(f.n_levels for f in fs), dims=tuple(f.dim for f in fs),
             n_obs=y.shape[0], n_fixed=X.shape[1],
-            S1=_s1(f1),
-            G22=None, G12=None,
+            S1=_s1(f1), S2=tuple(_s1(f) for f in dense),
+            G22x=None, G21=(), diag_rows=None, diag_cols=None,
             mode="sufficient" if sufficient else "rows",
         )
         if dense:
-            g22 = np.zeros((d2, d2))
-            for i, fa in enumerate(dense):
-                for j, fb in enumerate(dense[i:], start=i):
-                    blk = _cross(fa, fb)
-                    g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
-                    g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
-            fields["G22"] = g22
-            g12 = np.zeros((f1.size, d2))
-            for i, fb in enumerate(dense):
-                g12[:, offsets[i]:offsets[i + 1]] = _cross(f1, fb)
-            fields["G12"] = g12.reshape(f1.dim, f1.n_levels, d2)
+            rows, cols = [], []
+            for f, o in zip(dense, offsets):
+                a, b, j = np.meshgrid(np.arange(f.dim), np.arange(f.dim), np.arange(f.n_levels),
+                                      indexing="ij")
+                rows.append((o + a * f.n_levels + j).ravel())
+                cols.append((o + b * f.n_levels + j).ravel())
+            fields["diag_rows"], fields["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
+            if len(dense) > 1:
+                g22 = np.zeros((d2, d2))
+                for i, fa in enumerate(dense):
+                    for j, fb in enumerate(dense[i + 1:], start=i + 1):
+                        blk = _cross(fa, fb)
+                        g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
+                        g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
+                fields["G22x"] = g22
+            fields["G21"] = tuple(
+                _cross(fb, f1).reshape(fb.dim, fb.n_levels, f1.dim, f1.n_levels) for fb in dense)
 
         if sufficient:
             # Centre on the least-squares fit: with y ~ 5000 the raw y^T y would
