@@ -52,10 +52,12 @@ class MarginalizationPlan:
 
 
 # Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10,
-# float64; benchmarks/results/plans_small.json and plans_insteval.json); see
+# float64; benchmarks/results/plans_small.json and plans_insteval.json;
+# _DENSE_ROW_S re-measured on plans_seeds.json after the kernel rewrite:
+# 2.5-3.1 us on dillonE1, eeg and crossed 50x40); see
 # docs/marginalization.md for the derivation and the check of the choices.
 _OVERHEAD_S = 1.2e-4      # one log-density + gradient evaluation, any plan
-_DENSE_ROW_S = 5.0e-6     # per row of the dense (Schur) part: XLA's sequential Cholesky steps
+_DENSE_ROW_S = 3.0e-6     # per row of the dense (Schur) part: XLA's sequential Cholesky steps
 _ROW_S = 5.6e-9           # per row and per column touched (X, gathers, scatter-adds)
 _FLOP_S = 2.0e-11         # per flop of the dense blocked Cholesky (BLAS-3 rate)
 _MIX_PER_INFO = 1.0       # extra gradients per effective draw, per unit of a sampled factor's information
