@@ -584,8 +584,20 @@ def write_outputs(doc, out, suffix, verbose=True):
         print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
 
 
+def _latest_rows_per_dataset(docs):
+    """Rows grouped by data set, in the order data sets first appear; each from the last file that has it."""
+    owner = {r["dataset"]: i for i, d in enumerate(docs) for r in d["rows"]}
+    order = dict.fromkeys(r["dataset"] for d in docs for r in d["rows"])
+    return [r for ds in order for r in docs[owner[ds]]["rows"] if r["dataset"] == ds]
+
+
 def combine(paths, out):
-    """One peers.json/.md/.png from several runs' JSON files (say, the data sets run in two goes)."""
+    """One peers.json/.md/.png from several runs' JSON files (say, the data sets run in two goes).
+
+    A data set found in a later file replaces that data set's rows from the
+    earlier files (a data set re-run after a change), so each data set's rows
+    come from one run.
+    """
     docs = [json.loads(Path(p).read_text()) for p in paths]
     keys = ("chains", "tune", "draws", "seed", "target_accept")
     if len({tuple(d["settings"][k] for k in keys) for d in docs}) > 1:
@@ -595,7 +607,7 @@ def combine(paths, out):
     merged = {**docs[0], "date": " and ".join(dict.fromkeys(d["date"] for d in docs)),
               "versions": {k: v for d in docs for k, v in d["versions"].items()},
               "skipped": list(dict.fromkeys(s for d in docs for s in d["skipped"])),
-              "rows": [r for d in docs for r in d["rows"]], "combined_from": [str(p) for p in paths]}
+              "rows": _latest_rows_per_dataset(docs), "combined_from": [str(p) for p in paths]}
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(merged, out, "" if merged["settings"]["mode"] == "full" else f"_{merged['settings']['mode']}")
 
