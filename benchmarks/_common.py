@@ -77,7 +77,17 @@ def peak_rss_mb() -> float:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    """CPU, cores and Python; plus JAX's accelerator when it runs on one (GPU timings are absolute)."""
+    desc = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    try:
+        import jax
+
+        dev = jax.devices()[0]
+        if dev.platform != "cpu":
+            desc += f", {dev.platform.upper()} {getattr(dev, 'device_kind', '')} (jax {jax.__version__})"
+    except Exception:  # noqa: BLE001 - the description is a label, never a reason to fail
+        pass
+    return desc
 
 
 def write_json(rows, name, out_dir=None, **extra):
