@@ -82,6 +82,7 @@ class BayesLMM:
         log.info("bayeslmm: %s", plan.describe())
 
         from .builder import build_model, marginal_data
+        from .compile_options import options_for, xla_compile_options
         from .recover import recover_effects
         from .results import LMMFit
         from .sampling import run_sampler
@@ -89,13 +90,15 @@ class BayesLMM:
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
-        idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
-                                      target_accept=target_accept, random_seed=random_seed,
-                                      progressbar=progressbar)
-        t1 = time.perf_counter()
-        if md is not None:
-            recover_effects(idata, self.design, plan, md, random_seed=random_seed)
-        t2 = time.perf_counter()
+        rows_per_eval = 0 if md is not None and md.mode == "sufficient" else self.design.n
+        with xla_compile_options(options_for(rows_per_eval)):
+            idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
+                                          target_accept=target_accept, random_seed=random_seed,
+                                          progressbar=progressbar)
+            t1 = time.perf_counter()
+            if md is not None:
+                recover_effects(idata, self.design, plan, md, random_seed=random_seed)
+            t2 = time.perf_counter()
         timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
         return LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
 
