@@ -585,18 +585,21 @@ def write_outputs(doc, out, suffix, verbose=True):
 
 
 def _latest_rows_per_dataset(docs):
-    """Rows grouped by data set, in the order data sets first appear; each from the last file that has it."""
-    owner = {r["dataset"]: i for i, d in enumerate(docs) for r in d["rows"]}
+    """Rows grouped by data set, in the order data sets first appear; each (data set, tool)
+    pair's rows from the last file that has that pair."""
+    owner = {(r["dataset"], r["tool"]): i for i, d in enumerate(docs) for r in d["rows"]}
     order = dict.fromkeys(r["dataset"] for d in docs for r in d["rows"])
-    return [r for ds in order for r in docs[owner[ds]]["rows"] if r["dataset"] == ds]
+    tools = dict.fromkeys(r["tool"] for d in docs for r in d["rows"])
+    return [r for ds in order for t in tools if (ds, t) in owner
+            for r in docs[owner[ds, t]]["rows"] if r["dataset"] == ds and r["tool"] == t]
 
 
 def combine(paths, out):
     """One peers.json/.md/.png from several runs' JSON files (say, the data sets run in two goes).
 
-    A data set found in a later file replaces that data set's rows from the
-    earlier files (a data set re-run after a change), so each data set's rows
-    come from one run.
+    A (data set, tool) pair found in a later file replaces that pair's rows
+    from the earlier files (a tool re-run on a data set after a change), so
+    each tool's rows on a data set come from one run.
     """
     docs = [json.loads(Path(p).read_text()) for p in paths]
     keys = ("chains", "tune", "draws", "seed", "target_accept")
