@@ -27,6 +27,8 @@ does nothing and XLA's defaults apply: slower compilation, same results.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 
 __all__ = ["ROW_LIMIT", "FAST_COMPILE", "options_for", "xla_compile_options"]
 
@@ -45,9 +47,21 @@ def options_for(rows_per_eval: int) -> dict:
     """
     import jax
 
-    if jax.default_backend() != "cpu" or rows_per_eval >= ROW_LIMIT:
+    if jax.default_backend() != "cpu" or rows_per_eval >= ROW_LIMIT or not _supported():
         return {}
     return dict(FAST_COMPILE)
+
+
+@functools.cache
+def _supported() -> bool:
+    """Whether this jaxlib's XLA knows the options (older ones reject unknown flags)."""
+    import jax
+
+    try:
+        jax.jit(lambda x: x + 1.0).lower(1.0).compile(compiler_options=dict(FAST_COMPILE))
+    except Exception:  # noqa: BLE001 - any failure means: do not use them
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -63,7 +77,7 @@ def xla_compile_options(options: dict):
     except ImportError:  # pragma: no cover - JAX reorganized its internals
         compiler = None
     orig = getattr(compiler, "get_compile_options", None)
-    if not options or orig is None:
+    if not options or orig is None or "env_options_overrides" not in inspect.signature(orig).parameters:
         yield
         return
 

@@ -33,3 +33,14 @@ def test_empty_options_leave_jax_alone():
     orig = compiler.get_compile_options
     with xla_compile_options({}):
         assert compiler.get_compile_options is orig
+
+
+def test_options_are_dropped_when_xla_does_not_know_them(monkeypatch):
+    import bayeslmm.compile_options as co
+
+    monkeypatch.setattr(co, "FAST_COMPILE", {"xla_no_such_option_anywhere": True})
+    co._supported.cache_clear()
+    try:
+        assert co.options_for(0) == {}
+    finally:
+        co._supported.cache_clear()
