@@ -70,7 +70,10 @@ def xla_compile_options(options: dict):
 
     Options a caller passes itself (``jax.jit(..., compiler_options=)``) win.
     JAX's in-memory cache of compiled functions does not see these options:
-    a function compiled before (outside the block) is reused as it is.
+    a function compiled before (outside the block) is reused as it is. The
+    hook is process-wide while the block runs, so JAX code compiled by other
+    threads meanwhile gets the options too (harmless: they change compile
+    time and speed, not results).
     """
     try:
         from jax._src import compiler
