@@ -90,8 +90,8 @@ class BayesLMM:
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
-        rows_per_eval = 0 if md is not None and md.mode == "sufficient" else self.design.n
-        with xla_compile_options(options_for(rows_per_eval)):
+        # A likelihood on sufficient statistics reads no rows per evaluation.
+        with xla_compile_options(options_for(0 if plan.sufficient else self.design.n)):
             idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progressbar=progressbar)
