@@ -17,6 +17,8 @@ import pymc as pm
 import pytensor
 from threadpoolctl import threadpool_limits
 
+from .chunked_nuts import numpyro_chunked
+
 __all__ = ["SAMPLERS", "drop_internal", "run_sampler"]
 
 SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
@@ -27,7 +29,8 @@ def _check_available(sampler: str) -> None:
         raise ValueError(f"sampler={sampler!r} needs the {sampler} package: pip install {sampler}.")
 
 
-def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_seed, progressbar):
+def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_seed, progressbar,
+                low_memory=False):
     """Run NUTS on ``model``; return (InferenceData, seconds spent sampling, compilation included).
 
     The JAX samplers go straight to ``pymc.sampling.jax.sample_jax_nuts``,
@@ -36,6 +39,9 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     a PyTensor gradient of the whole model that took 0.86 s of a 9 s fit
     (dutch). bayeslmm's models are continuous and differentiable by
     construction, so the check is skipped, with the same seed handling.
+
+    ``low_memory=True`` (numpyro only) runs NUTS in chunks of short XLA
+    executions (:mod:`bayeslmm.chunked_nuts`).
     """
     _check_available(sampler)
     kwargs = dict(
@@ -62,7 +68,8 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     # PyTensor records a Python stack trace for every node it creates (for its
     # error messages); the graphs here are built by bayeslmm, and the traces
     # cost 0.5 s of rewriting per fit.
-    with (_jitted_initial_point_check(sampler), threadpool_limits(1, "blas"),
+    chunked = numpyro_chunked(sampler) if low_memory else contextlib.nullcontext()
+    with (_jitted_initial_point_check(sampler), chunked, threadpool_limits(1, "blas"),
           pytensor.config.change_flags(traceback__limit=0)):
         idata = sample(**kwargs)
     return drop_internal(idata), time.perf_counter() - t0

@@ -13,7 +13,8 @@ def instrument_numpyro():
     PyMC's own ``sampling_time`` covers the NumPyro run including XLA
     compilation of the sampler; Stan's elapsed times exclude its C++
     compilation. To report comparable sampling times this wraps PyMC's
-    ``_sample_numpyro_nuts`` (start/end of the run, results blocked on) and
+    ``_sample_numpyro_nuts`` (start/end of the run, results blocked on; or
+    bayeslmm's chunked driver, which stands in for it during bayeslmm fits) and
     listens to JAX's compile events; the sampling time is the run minus the
     union of the compile intervals inside it.
     """
@@ -28,16 +29,24 @@ def instrument_numpyro():
             rec["events"].append((t - dur, t))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
-    orig = pmjax._sample_numpyro_nuts
 
-    def wrapped(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = orig(*args, **kwargs)
-        jax.block_until_ready(out[0])
-        rec["windows"].append((t0, time.perf_counter()))
-        return out
+    def timed(orig):
+        def wrapped(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = orig(*args, **kwargs)
+            jax.block_until_ready(out[0])
+            rec["windows"].append((t0, time.perf_counter()))
+            return out
 
-    pmjax._sample_numpyro_nuts = wrapped
+        return wrapped
+
+    pmjax._sample_numpyro_nuts = timed(pmjax._sample_numpyro_nuts)
+    try:  # bayeslmm puts its chunked driver in PyMC's place while it samples
+        import bayeslmm.chunked_nuts as chunked
+    except ImportError:  # Bambi's environment
+        pass
+    else:
+        chunked.sample_numpyro_chunked = timed(chunked.sample_numpyro_chunked)
     return rec
 
 

@@ -20,3 +20,83 @@ def test_initial_point_check_is_jitted_and_restored(monkeypatch):
     assert pmjax._get_batched_jittered_initial_points is fake
     with _jitted_initial_point_check("pymc"):
         assert pmjax._get_batched_jittered_initial_points is fake
+
+
+# --- bayeslmm.chunked_nuts: NumPyro's NUTS run a chunk of iterations per XLA execution
+
+import contextlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pymc as pm  # noqa: E402
+import pytest  # noqa: E402
+
+import bayeslmm.chunked_nuts as chunked  # noqa: E402
+
+
+def _tiny_model():
+    rng = np.random.default_rng(1)
+    y = rng.normal(1.0, 2.0, size=20)
+    with pm.Model() as m:
+        mu = pm.Normal("mu", 0, 10)
+        sigma = pm.HalfNormal("sigma", 5)
+        pm.Normal("y", mu, sigma, observed=y)
+    return m
+
+
+def _sample(model, chains, chain_method, patched):
+    ctx = chunked.numpyro_chunked("numpyro") if patched else contextlib.nullcontext()
+    with ctx:
+        return pmjax.sample_jax_nuts(model=model, draws=20, tune=30, chains=chains, random_seed=5,
+                                     chain_method=chain_method, progressbar=False, nuts_sampler="numpyro",
+                                     compute_convergence_checks=False)
+
+
+@pytest.mark.parametrize("chains,chain_method", [(2, "parallel"), (2, "vectorized"), (1, "parallel")])
+def test_chunked_nuts_follows_numpyros_own_run(monkeypatch, chains, chain_method):
+    """Same kernel, keys and adaptation: the same transitions as NumPyro's single-execution MCMC.
+
+    With 7 iterations a chunk, warm-up (30) and sampling (20) both end in a
+    shorter chunk, and a chunk boundary falls on the end of warm-up.
+    """
+    monkeypatch.setattr(chunked, "CHUNK", 7)
+    model = _tiny_model()
+    ours = _sample(model, chains, chain_method, patched=True)
+    ref = _sample(model, chains, chain_method, patched=False)
+    for v in ("mu", "sigma"):
+        assert ours.posterior[v].shape == ref.posterior[v].shape == (chains, 20)
+        np.testing.assert_allclose(ours.posterior[v].values, ref.posterior[v].values, rtol=1e-6)
+    assert set(ours.sample_stats.data_vars) == set(ref.sample_stats.data_vars)
+    for s in ref.sample_stats.data_vars:
+        assert ours.sample_stats[s].dtype == ref.sample_stats[s].dtype, s
+        np.testing.assert_allclose(ours.sample_stats[s].values.astype(float),
+                                   ref.sample_stats[s].values.astype(float), rtol=1e-6, err_msg=s)
+    assert pmjax._sample_numpyro_nuts is not chunked.sample_numpyro_chunked  # restored
+
+
+def test_chunked_nuts_progress_bar_and_bad_chain_method(capsys):
+    model = _tiny_model()
+    with chunked.numpyro_chunked("numpyro"):
+        idata = pmjax.sample_jax_nuts(model=model, draws=10, tune=10, chains=2, random_seed=1,
+                                      progressbar=True, nuts_sampler="numpyro", compute_convergence_checks=False)
+    assert idata.posterior["mu"].shape == (2, 10)
+    assert "NUTS, 2 chains" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="chain_method"):
+        chunked.sample_numpyro_chunked(model, 0.8, 5, 5, 2, "sequential", False, 1,
+                                       [np.zeros(2), np.ones(2)], {})
+    with chunked.numpyro_chunked("blackjax"):
+        assert pmjax._sample_numpyro_nuts is not chunked.sample_numpyro_chunked
+
+
+def test_fit_low_memory_gives_the_same_draws(toy):
+    from bayeslmm import BayesLMM
+
+    m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", toy)
+    kw = dict(draws=15, tune=25, chains=2, random_seed=4, marginalize="all", progressbar=False)
+    a = m.fit(**kw)
+    b = m.fit(low_memory=True, **kw)
+    for v in ("fixef", "sigma", "sd_subj", "r_item"):
+        np.testing.assert_allclose(b.posterior[v].values, a.posterior[v].values, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="low_memory=True needs sampler='numpyro'"):
+        m.fit(low_memory=True, sampler="pymc", **kw)
+    with pytest.raises(TypeError, match="low_memory"):
+        m.fit(low_memory="yes", **kw)
