@@ -57,7 +57,7 @@ class BayesLMM:
         return build_model(self.design, self.priors, self.plan(marginalize))
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
-            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=False):
+            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -67,13 +67,16 @@ class BayesLMM:
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.plan.resolve_plan`).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
-        low_memory : bool
-            numpyro only: run NUTS as a sequence of short XLA executions
-            (:mod:`bayeslmm.chunked_nuts`), same draws. A single long
-            execution, NumPyro's way, holds on to memory while it runs (on
-            the CPU with parallel chains over large data: 2.58 GB peak on
-            the InstEval-shaped model, growing with run time); chunked,
-            1.31-1.40 GB, but sampling took 128-141 s instead of 95 s there.
+        low_memory : bool or None
+            numpyro only: run NUTS as short XLA executions, one thread and
+            device per chain (:mod:`bayeslmm.chunked_nuts`), instead of
+            NumPyro's one long execution, which holds on to memory for as
+            long as it runs when the log-density reads many rows. None (the
+            default): on when it reads at least
+            :data:`bayeslmm.compile_options.ROW_LIMIT` rows per evaluation.
+            InstEval-shaped model, 2 cores: peak 1.72 GB instead of 2.58 GB,
+            sampling 86 s instead of 95 s; small models pay a second
+            compilation (about 2 s).
 
         Returns
         -------
@@ -83,8 +86,8 @@ class BayesLMM:
         tune = check_positive_int(tune, "tune")
         chains = check_positive_int(chains, "chains")
         check_choice(sampler, SAMPLERS, "sampler")
-        if not isinstance(low_memory, bool):
-            raise TypeError(f"low_memory must be True or False, got {low_memory!r}.")
+        if low_memory is not None and not isinstance(low_memory, bool):
+            raise TypeError(f"low_memory must be True, False or None, got {low_memory!r}.")
         if low_memory and sampler != "numpyro":
             raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
         if not 0 < float(target_accept) < 1:
@@ -93,7 +96,7 @@ class BayesLMM:
         log.info("bayeslmm: %s", plan.describe())
 
         from .builder import build_model, marginal_data
-        from .compile_options import options_for, xla_compile_options
+        from .compile_options import ROW_LIMIT, options_for, xla_compile_options
         from .recover import recover_effects
         from .results import LMMFit
         from .sampling import run_sampler
@@ -102,7 +105,10 @@ class BayesLMM:
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
         # A likelihood on sufficient statistics reads no rows per evaluation.
-        with xla_compile_options(options_for(0 if plan.sufficient else self.design.n)):
+        rows = 0 if plan.sufficient else self.design.n
+        if low_memory is None:
+            low_memory = sampler == "numpyro" and rows >= ROW_LIMIT
+        with xla_compile_options(options_for(rows)):
             idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progressbar=progressbar, low_memory=low_memory)

@@ -100,3 +100,31 @@ def test_fit_low_memory_gives_the_same_draws(toy):
         m.fit(low_memory=True, sampler="pymc", **kw)
     with pytest.raises(TypeError, match="low_memory"):
         m.fit(low_memory="yes", **kw)
+
+
+def test_low_memory_default_follows_rows_per_evaluation(toy, monkeypatch):
+    """None: chunked when the log-density reads ROW_LIMIT rows or more, PyMC's path otherwise."""
+    import bayeslmm.compile_options as co
+    import bayeslmm.sampling as sampling
+    from bayeslmm import BayesLMM
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(model, **kw):
+        seen.append(kw["low_memory"])
+        raise Stop
+
+    monkeypatch.setattr(sampling, "run_sampler", fake)
+    m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", toy)
+    for limit, marginalize in [(co.ROW_LIMIT, "none"), (10, "none"), (10, "all"), (10, "subj")]:
+        monkeypatch.setattr(co, "ROW_LIMIT", limit)
+        with pytest.raises(Stop):
+            m.fit(draws=5, tune=5, chains=2, marginalize=marginalize, progressbar=False)
+    # 48 rows: under the real limit; over 10 unless the likelihood runs on sufficient statistics
+    assert seen == [False, True, m.plan("all").sufficient is False, m.plan("subj").sufficient is False]
+    with pytest.raises(Stop):
+        m.fit(draws=5, tune=5, chains=2, marginalize="none", progressbar=False, low_memory=False)
+    assert seen[-1] is False
