@@ -151,17 +151,19 @@ def sample_numpyro_chunked(
     return samples, stats, numpyro
 
 
-def _drive(state, run, tune, draws, chunk, take, axis, bar):
+def _drive(state, run, tune, draws, chunk, take, axis, bar, stop=None):
     """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up draws and stats.
 
     ``take(out, n)`` copies the first ``n`` draws of a chunk's buffers to the
-    host; ``axis`` is their draw axis.
+    host; ``axis`` is their draw axis. Returns None, early, once ``stop`` is set.
     """
     import jax
 
     pieces = []
     done, n_next = 0, 1
     while done < tune + draws:
+        if stop is not None and stop.is_set():
+            return None
         # A chunk never straddles the end of warm-up, so warm-up draws are dropped whole.
         n = min(n_next, chunk, tune - done if done < tune else tune + draws - done)
         t0 = time.perf_counter()
@@ -194,6 +196,9 @@ def _run_chains_apart(init, run, keys, params, tune, draws, chunk, bar):
 
     devices = jax.local_devices()
     out, errors = [None] * len(keys), []
+    # Set on an error in any chain, or on an interrupt (Ctrl-C, Jupyter's
+    # stop button) in the caller's thread: the chains stop after their chunk.
+    stop = threading.Event()
 
     def start(c):
         dev = devices[c % len(devices)]
@@ -203,18 +208,34 @@ def _run_chains_apart(init, run, keys, params, tune, draws, chunk, bar):
     # that one runs here, before any thread can trace with it.
     first = start(0)
 
+    finished = [threading.Event() for _ in keys]
+
     def chain(c):
         try:
             state = first if c == 0 else start(c)
-            out[c] = _drive(state, run, tune, draws, chunk, lambda a, n: np.asarray(a[:n]), 0, bar)
+            out[c] = _drive(state, run, tune, draws, chunk, lambda a, n: np.asarray(a[:n]), 0, bar, stop)
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
+            stop.set()
+        finally:
+            finished[c].set()
 
     threads = [threading.Thread(target=chain, args=(c,), name=f"bayeslmm-chain-{c}") for c in range(len(keys))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Waits on events, in short steps, rather than Thread.join: an interrupt
+    # reaches this thread at once, and a join that an interrupt has broken
+    # can return while its thread still runs (CPython 3.11).
+    try:
+        for t in threads:
+            t.start()
+        for f in finished:
+            while not f.wait(0.2):
+                pass
+    except BaseException:
+        stop.set()
+        for t, f in zip(threads, finished):
+            if t.ident is not None:  # started
+                f.wait()
+        raise
     if errors:
         raise errors[0]
     return out

@@ -128,3 +128,26 @@ def test_low_memory_default_follows_rows_per_evaluation(toy, monkeypatch):
     with pytest.raises(Stop):
         m.fit(draws=5, tune=5, chains=2, marginalize="none", progressbar=False, low_memory=False)
     assert seen[-1] is False
+
+
+def test_chunked_nuts_error_in_one_chain_ends_the_fit_and_stop_ends_a_chain(monkeypatch):
+    """A chain that fails ends the fit with its error; a set stop event ends a chain before its next chunk."""
+    import threading
+
+    orig = chunked._drive
+
+    def drive(state, run, *args):
+        if threading.current_thread().name.endswith("-1"):
+            raise RuntimeError("chain 1 broke")
+        return orig(state, run, *args)
+
+    monkeypatch.setattr(chunked, "_drive", drive)
+    with chunked.numpyro_chunked("numpyro"), pytest.raises(RuntimeError, match="chain 1 broke"):
+        pmjax.sample_jax_nuts(model=_tiny_model(), draws=5, tune=5, chains=2, random_seed=1, progressbar=False,
+                              nuts_sampler="numpyro", compute_convergence_checks=False)
+
+    ran = []
+    stop = threading.Event()
+    stop.set()
+    assert orig("state", lambda *a: ran.append(a), 5, 5, 10, None, 0, None, stop) is None
+    assert ran == []
