@@ -93,9 +93,9 @@ def _chunk_program(kernel, length):
 
 def sample_numpyro_chunked(
     model, target_accept, tune, draws, chains, chain_method, progressbar, random_seed,
-    initial_points, nuts_kwargs, logp_fn=None, chunk=None,
+    initial_points, nuts_kwargs, logp_fn=None,
 ):
-    """Draw ``tune`` + ``draws`` NUTS iterations per chain, at most ``chunk`` per XLA execution.
+    """Draw ``tune`` + ``draws`` NUTS iterations per chain, at most :data:`CHUNK` per XLA execution.
 
     Drop-in for ``pymc.sampling.jax._sample_numpyro_nuts`` (same arguments,
     same ``(raw_samples, sample_stats, numpyro)`` return). ``chain_method``
@@ -115,7 +115,6 @@ def sample_numpyro_chunked(
 
     if logp_fn is None:
         logp_fn = get_jaxified_logp(model, negative_logp=False)
-    chunk = int(chunk or CHUNK)
     nuts_kwargs = dict(nuts_kwargs)
     nuts_kwargs.setdefault("adapt_step_size", True)
     nuts_kwargs.setdefault("adapt_mass_matrix", True)
@@ -133,16 +132,16 @@ def sample_numpyro_chunked(
     def init(key, point):
         return kernel.init(key, tune, point, model_args=(), model_kwargs={})
 
-    program = _chunk_program(kernel, min(chunk, tune + draws))
+    program = _chunk_program(kernel, min(CHUNK, tune + draws))
     bar = _progress((tune + draws) * chains, chains) if progressbar else None
     if chain_method == "parallel":
-        per_chain = _run_chains_apart(jax.jit(init), jax.jit(program), keys, params, tune, draws, chunk, bar)
+        per_chain = _run_chains_apart(jax.jit(init), jax.jit(program), keys, params, tune, draws, bar)
         samples = [np.stack([c[0][i] for c in per_chain]) for i in range(len(params))]
         stats = {k: np.stack([c[1][k] for c in per_chain]) for k in _STATS}
     elif chain_method == "vectorized":
         state = jax.jit(jax.vmap(init))(keys, params)
         run = jax.jit(jax.vmap(program, in_axes=(0, None)))
-        samples, stats = _drive(state, run, tune, draws, chunk, lambda a, n: np.asarray(a[:, :n]), 1, bar)
+        samples, stats = _drive(state, run, tune, draws, lambda a, n: np.asarray(a[:, :n]), 1, bar)
     else:
         raise ValueError(f"chain_method must be 'parallel' or 'vectorized', got {chain_method!r}.")
     if bar is not None:
@@ -151,7 +150,7 @@ def sample_numpyro_chunked(
     return samples, stats, numpyro
 
 
-def _drive(state, run, tune, draws, chunk, take, axis, bar, stop=None):
+def _drive(state, run, tune, draws, take, axis, bar, stop=None):
     """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up draws and stats.
 
     ``take(out, n)`` copies the first ``n`` draws of a chunk's buffers to the
@@ -165,7 +164,7 @@ def _drive(state, run, tune, draws, chunk, take, axis, bar, stop=None):
         if stop is not None and stop.is_set():
             return None
         # A chunk never straddles the end of warm-up, so warm-up draws are dropped whole.
-        n = min(n_next, chunk, tune - done if done < tune else tune + draws - done)
+        n = min(n_next, CHUNK, tune - done if done < tune else tune + draws - done)
         t0 = time.perf_counter()
         state, out = run(state, n)
         if done >= tune:
@@ -183,7 +182,7 @@ def _drive(state, run, tune, draws, chunk, take, axis, bar, stop=None):
     return samples, stats
 
 
-def _run_chains_apart(init, run, keys, params, tune, draws, chunk, bar):
+def _run_chains_apart(init, run, keys, params, tune, draws, bar):
     """Each chain on its own XLA device, driven by its own thread: [(draws, stats)] per chain.
 
     Measured faster than one ``pmap`` over the chains with the same chunks
@@ -213,7 +212,7 @@ def _run_chains_apart(init, run, keys, params, tune, draws, chunk, bar):
     def chain(c):
         try:
             state = first if c == 0 else start(c)
-            out[c] = _drive(state, run, tune, draws, chunk, lambda a, n: np.asarray(a[:n]), 0, bar, stop)
+            out[c] = _drive(state, run, tune, draws, lambda a, n: np.asarray(a[:n]), 0, bar, stop)
         except BaseException as e:  # re-raised in the caller's thread
             errors.append(e)
             stop.set()
