@@ -11,24 +11,28 @@ allocator settings (arena count, mmap and trim thresholds) change nothing.
 Here the same kernel (``numpyro.infer.NUTS``: same adaptation schedule, same
 random keys) is advanced a chunk of iterations per execution, each chunk
 sized to last about :data:`CHUNK_SECONDS`, and the draws are copied to the
-host between executions. Parallel chains run apart, each on its own XLA
-device and driven by its own thread. Measured on that model (2 chains,
-1000 + 1000, seed 2, 2 cores, 62,000 post-warm-up gradients in each run):
+host between executions. Parallel chains each run in their own thread, all
+on the one default XLA device: JAX releases the GIL while a program runs
+and the CPU client runs executions from several threads at once, so one
+compilation serves every chain. Measured on that model (2 chains,
+1000 + 1000, 2 cores; seconds in the sampler, its compilation included):
 
-- NumPyro's one execution: sampling 95 s, peak 2.58 GB;
-- chunks, chains apart (this loop): 86 s, 1.72 GB;
-- chunks, both chains in one ``pmap``: 128-148 s, 1.22-1.40 GB, whether the
-  chunks had a fixed number of iterations (a hundred executions or eleven)
-  or a fixed number of leapfrog steps per chain. We have not found why.
+- NumPyro's one execution: 95 s, peak 2.58 GB (seed 2);
+- chunks, chains in threads, each on its own device (one compilation per
+  device): 86 s, 1.72 GB (seed 2); 82 s, 1.59 GB (seed 1);
+- chunks, chains in threads on one device (this loop): 79 s, 1.29 GB (seed 1);
+- chunks, both chains in one ``pmap``: 128-148 s, 1.22-1.40 GB (seed 2),
+  whether the chunks had a fixed number of iterations (a hundred
+  executions or eleven) or a fixed number of leapfrog steps per chain. We
+  have not found why.
 
-The price of running chains apart is one compilation per chain's device
-instead of one for all (InstEval-shaped: 13 s instead of 5 s of compilation;
-about 2 s more on small models), which is why ``fit`` uses this loop by
-default only for models that read many rows per evaluation. The per-chain
-programs round differently from NumPyro's, so on a model this size the
-chains part from NumPyro's after a while (min ESS 891 here, 817 there); on
-small models the draws agree to 1e-6 (tested). The chunk loop also gives the
-progress bar that NumPyro cannot show for parallel chains.
+On small models the chunked loop is also faster than NumPyro's: 0.5-2.4 s
+less wall time for a 5-14 s fit (dillonE1, english, stroop; two seeds
+each), so ``fit`` uses it for every NumPyro fit unless
+``low_memory=False``. Chunks round differently from NumPyro's one
+program, so on a large model the chains part from NumPyro's after a while;
+on small models the draws agree to 1e-6 (tested). The chunk loop also
+gives the progress bar that NumPyro cannot show for parallel chains.
 
 :func:`sample_numpyro_chunked` has the signature and the return value of
 PyMC's ``pymc.sampling.jax._sample_numpyro_nuts``, which
@@ -99,8 +103,9 @@ def sample_numpyro_chunked(
 
     Drop-in for ``pymc.sampling.jax._sample_numpyro_nuts`` (same arguments,
     same ``(raw_samples, sample_stats, numpyro)`` return). ``chain_method``
-    "parallel" runs each chain on its own XLA device from its own thread,
-    "vectorized" batches them in one program (``jax.vmap``), as NumPyro does.
+    "parallel" runs each chain in its own thread (all on the default XLA
+    device), "vectorized" batches them in one program (``jax.vmap``), as
+    NumPyro does.
 
     Cost: that of NumPyro's ``MCMC.run``, plus one compilation of the
     initialisation (one gradient and the step-size search) and, per chunk,
@@ -183,25 +188,22 @@ def _drive(state, run, tune, draws, take, axis, bar, stop=None):
 
 
 def _run_chains_apart(init, run, keys, params, tune, draws, bar):
-    """Each chain on its own XLA device, driven by its own thread: [(draws, stats)] per chain.
+    """Each chain driven by its own thread, all on the default device: [(draws, stats)] per chain.
 
-    Measured faster than one ``pmap`` over the chains with the same chunks
-    (see the module docstring). JAX releases the GIL while a program runs,
-    so the threads sample at once; each device compiles its own programs.
+    Measured faster than one ``pmap`` over the chains with the same chunks,
+    and than a device per chain (see the module docstring). JAX releases
+    the GIL while a program runs, so the threads sample at once, and the
+    chains share one compilation of ``init`` and ``run``.
     """
     import threading
 
-    import jax
-
-    devices = jax.local_devices()
     out, errors = [None] * len(keys), []
     # Set on an error in any chain, or on an interrupt (Ctrl-C, Jupyter's
     # stop button) in the caller's thread: the chains stop after their chunk.
     stop = threading.Event()
 
     def start(c):
-        dev = devices[c % len(devices)]
-        return init(jax.device_put(keys[c], dev), [jax.device_put(p[c], dev) for p in params])
+        return init(keys[c], [p[c] for p in params])
 
     # NumPyro's kernel builds its transition function in its first init:
     # that one runs here, before any thread can trace with it.

@@ -68,15 +68,14 @@ class BayesLMM:
             estimated cost (see :func:`bayeslmm.plan.resolve_plan`).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
         low_memory : bool or None
-            numpyro only: run NUTS as short XLA executions, one thread and
-            device per chain (:mod:`bayeslmm.chunked_nuts`), instead of
-            NumPyro's one long execution, which holds on to memory for as
-            long as it runs when the log-density reads many rows. None (the
-            default): on when it reads at least
-            :data:`bayeslmm.compile_options.ROW_LIMIT` rows per evaluation.
-            InstEval-shaped model, 2 cores: peak 1.72 GB instead of 2.58 GB,
-            sampling 86 s instead of 95 s; small models pay a second
-            compilation (about 2 s).
+            numpyro only. None (the default) or True: run NUTS as short XLA
+            executions, the chains in threads (:mod:`bayeslmm.chunked_nuts`).
+            False: NumPyro's own ``MCMC.run``, one execution over all chains,
+            which holds on to memory for as long as it runs when the
+            log-density reads many rows. 2 cores, 2 chains x 2,000
+            iterations: InstEval-shaped model, peak 1.29 GB instead of
+            2.58 GB; small models (dillonE1, english, stroop) 0.5-2.4 s less
+            wall time, from one compilation of a shorter program.
 
         Returns
         -------
@@ -96,7 +95,7 @@ class BayesLMM:
         log.info("bayeslmm: %s", plan.describe())
 
         from .builder import build_model, marginal_data
-        from .compile_options import ROW_LIMIT, options_for, xla_compile_options
+        from .compile_options import options_for, xla_compile_options
         from .recover import recover_effects
         from .results import LMMFit
         from .sampling import run_sampler
@@ -107,7 +106,7 @@ class BayesLMM:
         # A likelihood on sufficient statistics reads no rows per evaluation.
         rows = 0 if plan.sufficient else self.design.n
         if low_memory is None:
-            low_memory = sampler == "numpyro" and rows >= ROW_LIMIT
+            low_memory = sampler == "numpyro"
         with xla_compile_options(options_for(rows)):
             idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
                                           target_accept=target_accept, random_seed=random_seed,

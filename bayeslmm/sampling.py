@@ -41,7 +41,7 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     construction, so the check is skipped, with the same seed handling.
 
     ``low_memory=True`` (numpyro only) runs NUTS in chunks of short XLA
-    executions (:mod:`bayeslmm.chunked_nuts`).
+    executions (:mod:`bayeslmm.chunked_nuts`), CPU chains in threads.
     """
     _check_available(sampler)
     kwargs = dict(
@@ -59,8 +59,12 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     if sampler == "numpyro":
         import jax
 
-        # Parallel chains need one XLA host device per chain (see bayeslmm/__init__.py).
-        kwargs["chain_method"] = "parallel" if jax.local_device_count() >= chains else "vectorized"
+        # The chunked loop runs CPU chains in threads on one device; NumPyro's
+        # own loop needs one XLA host device per chain (see bayeslmm/__init__.py).
+        # One GPU runs the chains best as one batched program.
+        on_cpu = jax.default_backend() == "cpu"
+        parallel = (low_memory and on_cpu) or jax.local_device_count() >= chains
+        kwargs["chain_method"] = "parallel" if parallel else "vectorized"
     t0 = time.perf_counter()
     # jaxlib's CPU Cholesky/triangular solves call scipy's OpenBLAS. Its threads
     # fight the parallel chains for the cores: on 2 cores one marginal

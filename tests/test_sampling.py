@@ -102,9 +102,8 @@ def test_fit_low_memory_gives_the_same_draws(toy):
         m.fit(low_memory="yes", **kw)
 
 
-def test_low_memory_default_follows_rows_per_evaluation(toy, monkeypatch):
-    """None: chunked when the log-density reads ROW_LIMIT rows or more, PyMC's path otherwise."""
-    import bayeslmm.compile_options as co
+def test_low_memory_default_is_chunked_for_numpyro(toy, monkeypatch):
+    """None: the chunked loop for NumPyro, whatever the size; other samplers never."""
     import bayeslmm.sampling as sampling
     from bayeslmm import BayesLMM
 
@@ -114,20 +113,49 @@ def test_low_memory_default_follows_rows_per_evaluation(toy, monkeypatch):
         pass
 
     def fake(model, **kw):
-        seen.append(kw["low_memory"])
+        seen.append((kw["sampler"], kw["low_memory"]))
         raise Stop
 
     monkeypatch.setattr(sampling, "run_sampler", fake)
     m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", toy)
-    for limit, marginalize in [(co.ROW_LIMIT, "none"), (10, "none"), (10, "all"), (10, "subj")]:
-        monkeypatch.setattr(co, "ROW_LIMIT", limit)
+    for sampler, low_memory in [("numpyro", None), ("numpyro", False), ("pymc", None), ("blackjax", None)]:
         with pytest.raises(Stop):
-            m.fit(draws=5, tune=5, chains=2, marginalize=marginalize, progressbar=False)
-    # 48 rows: under the real limit; over 10 unless the likelihood runs on sufficient statistics
-    assert seen == [False, True, m.plan("all").sufficient is False, m.plan("subj").sufficient is False]
-    with pytest.raises(Stop):
-        m.fit(draws=5, tune=5, chains=2, marginalize="none", progressbar=False, low_memory=False)
-    assert seen[-1] is False
+            m.fit(draws=5, tune=5, chains=2, sampler=sampler, progressbar=False, low_memory=low_memory)
+    assert seen == [("numpyro", True), ("numpyro", False), ("pymc", False), ("blackjax", False)]
+
+
+def test_chunked_cpu_chains_run_in_parallel_beyond_the_device_count(toy, monkeypatch):
+    """More chains than XLA host devices: threads on one device for the chunked loop, vmap for NumPyro's."""
+    import jax
+    import pymc.sampling.jax as pmjax
+
+    import bayeslmm.sampling as sampling
+    from bayeslmm import BayesLMM
+
+    chains = jax.local_device_count() + 1
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(**kw):
+        seen.append(kw["chain_method"])
+        raise Stop
+
+    monkeypatch.setattr(pmjax, "sample_jax_nuts", fake)
+    model = BayesLMM("y ~ cond + (1 | subj)", toy).build_model("none")
+    for low_memory in (True, False):
+        with pytest.raises(Stop):
+            sampling.run_sampler(model, sampler="numpyro", draws=5, tune=5, chains=chains, target_accept=0.8,
+                                 random_seed=1, progressbar=False, low_memory=low_memory)
+    assert seen == ["parallel", "vectorized"]
+    # and the threads on one device do sample: three chains, chunked
+    monkeypatch.undo()
+    fit = BayesLMM("y ~ cond + (1 | subj)", toy).fit(draws=20, tune=20, chains=chains, random_seed=3,
+                                                     marginalize="none", progressbar=False)
+    draws = fit.posterior["sigma"].values
+    assert draws.shape == (chains, 20) and np.isfinite(draws).all()
+    assert len({tuple(np.round(d, 12)) for d in draws}) == chains  # each chain its own
 
 
 def test_chunked_nuts_error_in_one_chain_ends_the_fit_and_stop_ends_a_chain(monkeypatch):
