@@ -72,8 +72,9 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     # PyTensor records a Python stack trace for every node it creates (for its
     # error messages); the graphs here are built by bayeslmm, and the traces
     # cost 0.5 s of rewriting per fit.
-    chunked = numpyro_chunked(sampler) if low_memory else contextlib.nullcontext()
-    with (_jitted_initial_point_check(sampler), chunked, threadpool_limits(1, "blas"),
+    # The chunked loop checks the initial points itself, with the compiled NUTS initialisation.
+    points = numpyro_chunked(sampler) if low_memory else _jitted_initial_point_check(sampler)
+    with (points, threadpool_limits(1, "blas"),
           pytensor.config.change_flags(traceback__limit=0)):
         idata = sample(**kwargs)
     return drop_internal(idata), time.perf_counter() - t0

@@ -73,6 +73,31 @@ def test_chunked_nuts_follows_numpyros_own_run(monkeypatch, chains, chain_method
     assert pmjax._sample_numpyro_nuts is not chunked.sample_numpyro_chunked  # restored
 
 
+def test_chunked_nuts_checks_the_starts_itself(monkeypatch):
+    """PyMC's separate log-density check of the jittered starts is skipped; a non-finite start still stops the fit."""
+    from types import SimpleNamespace
+
+    seen = {}
+
+    def points(*args, logp_fn=None, **kw):
+        seen["logp"] = logp_fn({"x": np.array(1e308)})
+        return "points"
+
+    monkeypatch.setattr(pmjax, "_get_batched_jittered_initial_points", points)
+    with chunked.numpyro_chunked("numpyro"):
+        assert pmjax._get_batched_jittered_initial_points(chains=2) == "points"
+    assert seen["logp"] == 0.0 and pmjax._get_batched_jittered_initial_points is points
+
+    ok = SimpleNamespace(potential_energy=np.array([1.0, 2.0]), z_grad=[np.ones((2, 3)), np.ones(2)])
+    chunked._check_starts(ok, 2)
+    bad = SimpleNamespace(potential_energy=np.array([1.0, np.inf]), z_grad=[np.ones((2, 3)), np.ones(2)])
+    with pytest.raises(ValueError, match=r"not finite at the jittered initial point of chain\(s\) \[1\]"):
+        chunked._check_starts(bad, 2)
+    nan_grad = SimpleNamespace(potential_energy=np.array(1.0), z_grad=[np.array([0.0, np.nan])])
+    with pytest.raises(ValueError, match=r"chain\(s\) \[0\]"):
+        chunked._check_starts(nan_grad, 1)
+
+
 def test_chunked_nuts_progress_bar_and_bad_chain_method(capsys):
     model = _tiny_model()
     with chunked.numpyro_chunked("numpyro"):
