@@ -96,7 +96,7 @@ class BayesLMM:
 
         from .builder import build_model, marginal_data
         from .compile_options import options_for, xla_compile_options
-        from .recover import recover_effects
+        from .recover import recover_effects, start_compiling
         from .results import LMMFit
         from .sampling import run_sampler
 
@@ -108,12 +108,13 @@ class BayesLMM:
         if low_memory is None:
             low_memory = sampler == "numpyro"
         with xla_compile_options(options_for(rows)):
+            prepared = start_compiling(self.design, plan, md, chains * draws) if md is not None else None
             idata, t_sample = run_sampler(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
                                           target_accept=target_accept, random_seed=random_seed,
                                           progressbar=progressbar, low_memory=low_memory)
             t1 = time.perf_counter()
             if md is not None:
-                recover_effects(idata, self.design, plan, md, random_seed=random_seed)
+                recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
             t2 = time.perf_counter()
         timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
         return LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)

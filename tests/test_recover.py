@@ -28,3 +28,38 @@ def test_padded_chunks_give_the_same_draws_in_distribution(toy, monkeypatch):
     scale = np.abs(many.values).mean(axis=(2, 3)).ravel()
     sd_subj = fit.posterior["sd_subj"].values.mean(axis=-1).ravel()
     assert np.corrcoef(scale, sd_subj)[0, 1] > 0.3
+
+
+def test_recovery_compiled_ahead_draws_what_the_plain_call_draws(toy, monkeypatch):
+    """fit() compiles the recovery loop in a thread while it samples; the draws are those of recover_batch."""
+    calls = []
+    real = rec.start_compiling
+
+    def spy(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(rec, "start_compiling", spy)
+    ahead = _fit(toy).posterior["r_subj"].values
+    assert calls == [600]  # 2 chains x 300 draws
+    monkeypatch.setattr(rec, "start_compiling", lambda *args: None)
+    plain = _fit(toy).posterior["r_subj"].values
+    np.testing.assert_allclose(ahead, plain, rtol=1e-12, atol=1e-14)
+
+
+def test_recovery_ignores_a_loop_compiled_for_another_number_of_draws(toy):
+    from concurrent.futures import Future
+
+    m = BayesLMM("y ~ cond + (cond | subj) + (1 | item)", toy)
+    plan = m.plan("subj")
+    model = m.build_model("subj")
+    from bayeslmm.builder import marginal_data
+    from bayeslmm.sampling import run_sampler
+
+    idata, _ = run_sampler(model, sampler="numpyro", draws=20, tune=20, chains=2, target_accept=0.8,
+                           random_seed=1, progressbar=False, low_memory=True)
+    wrong = Future()
+    wrong.set_exception(AssertionError("a loop compiled for 41 draws must not be used"))
+    rec.recover_effects(idata, m.design, plan, marginal_data(m.design, plan), random_seed=1,
+                        prepared=rec.Prepared(41, wrong))
+    assert idata.posterior["r_subj"].shape == (2, 20, 6, 2)

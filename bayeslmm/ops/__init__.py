@@ -11,6 +11,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from bayeslmm.ops.kernels import (  # noqa: E402
+    compile_recover_batch,
     conditional_mean,
     marginal_logp,
     recover,
@@ -24,6 +25,7 @@ from bayeslmm.ops.marginal_op import (  # noqa: E402
 from bayeslmm.ops.precompute import FactorData, MarginalData  # noqa: E402
 
 __all__ = [
+    "compile_recover_batch",
     "FactorData",
     "MarginalData",
     "MarginalGaussianLogp",

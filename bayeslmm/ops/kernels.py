@@ -44,7 +44,7 @@ import numpy as np
 
 from bayeslmm.ops.precompute import MarginalData
 
-__all__ = ["marginal_logp", "conditional_mean", "recover", "recover_batch"]
+__all__ = ["marginal_logp", "conditional_mean", "recover", "recover_batch", "compile_recover_batch"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -431,6 +431,22 @@ def _batch_fn(md: MarginalData):
 
         fn = _BATCH_FNS[md] = jax.jit(run)
     return fn
+
+
+def compile_recover_batch(md: MarginalData, n_draws, n_fixed, dims, n_rows=None):
+    """:func:`recover_batch` compiled ahead of time for ``n_draws`` draws: a callable ``(key, beta, sigma, Ls, offset)``.
+
+    ``dims`` are the effect dimensions of the factors in caller order;
+    ``n_rows`` the length of ``offset`` (None: no offset). The compilation
+    is what a first :func:`recover_batch` call of these shapes would do; XLA
+    releases the GIL while it compiles, so it can run in a thread beside
+    other work.
+    """
+    f64 = partial(jax.ShapeDtypeStruct, dtype=jnp.float64)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # jax.random.PRNGKey's raw key
+    offset = None if n_rows is None else f64((n_draws, n_rows))
+    return _batch_fn(md).lower(key, f64((n_draws, n_fixed)), f64((n_draws,)),
+                               [f64((n_draws, d, d)) for d in dims], offset).compile()
 
 
 def recover_batch(md: MarginalData, key, beta, sigma, Ls, offset=None):
