@@ -202,5 +202,5 @@ def test_chunked_nuts_error_in_one_chain_ends_the_fit_and_stop_ends_a_chain(monk
     ran = []
     stop = threading.Event()
     stop.set()
-    assert orig("state", lambda *a: ran.append(a), 5, 5, None, 0, None, stop) is None
+    assert orig("state", lambda *a: ran.append(a), 5, 5, None, 0, None, [], stop) is None
     assert ran == []
