@@ -169,8 +169,8 @@ def _compile_both(init, run, init_args):
 
     Each program holds the log-density and its gradient; XLA compiles a
     program on one core and releases the GIL meanwhile, so the second core,
-    idle until the chains start, compiles the other one (dillonE1: 1.2 s and
-    1.4 s of compilation). Tracing and lowering stay in this thread: NumPyro's
+    idle until the chains start, compiles the other one (dillonE1: 1.0 s and
+    2.0 s of compilation, side by side). Tracing and lowering stay in this thread: NumPyro's
     kernel builds its transition function while ``init`` is traced, before
     ``run`` (which calls it) can be.
     """
@@ -244,8 +244,8 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
         _check_starts(state, 1)
         return state
 
-    # NumPyro's kernel builds its transition function in its first init:
-    # that one runs here, before any thread can trace with it.
+    # Chain 0 starts here, so that a start that fails its check raises
+    # before any thread runs.
     first = start(0)
 
     finished = [threading.Event() for _ in keys]
