@@ -149,13 +149,13 @@ def sample_numpyro_chunked(
         init_c, run_c = _compile_both(init, program, (keys[0], [p[0] for p in params]))
         samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]
         per_chain = _run_chains_apart(init_c, run_c, keys, params, tune, draws, bar, samples)
-        stats = {k: np.stack([c[1][k] for c in per_chain]) for k in _STATS}
+        stats = {k: np.stack([c[k] for c in per_chain]) for k in _STATS}
     elif chain_method == "vectorized":
         init_c, run_c = _compile_both(jax.vmap(init), jax.vmap(program, in_axes=(0, None)), (keys, params))
         state = init_c(keys, params)
         _check_starts(state, chains)
         samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]
-        _, stats = _drive(state, run_c, tune, draws, lambda a, n: np.asarray(a[:, :n]), 1, bar, samples)
+        stats = _drive(state, run_c, tune, draws, lambda a, n: np.asarray(a[:, :n]), 1, bar, samples)
     else:
         raise ValueError(f"chain_method must be 'parallel' or 'vectorized', got {chain_method!r}.")
     if bar is not None:
@@ -185,7 +185,7 @@ def _compile_both(init, run, init_args):
 
 
 def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
-    """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up draws and stats.
+    """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up stats.
 
     ``take(out, n)`` copies the first ``n`` draws of a chunk's buffers to the
     host; ``axis`` is their draw axis. The draws of the parameters go into
@@ -219,11 +219,11 @@ def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
         if bar is not None:
             bar.update(n)
     stats = {k: np.concatenate([p[k] for p in pieces], axis=axis) for k in _STATS}
-    return z_out, stats
+    return stats
 
 
 def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
-    """Each chain driven by its own thread, all on the default device: [(draws, stats)] per chain.
+    """Each chain driven by its own thread, all on the default device: the stats of each chain.
 
     Chain ``c`` writes its draws into ``z[c]`` for each array ``z`` of ``z_out``.
 
