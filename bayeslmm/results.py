@@ -7,6 +7,7 @@ unmarginalized fits are read the same way.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import arviz as az
@@ -18,6 +19,29 @@ __all__ = ["LMMFit", "FitSummary", "draw_table"]
 _COLS = ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
 
 
+@contextlib.contextmanager
+def quiet_diagnostics():
+    """ArviZ's Rhat and ESS computed with NumPy, their warnings silenced.
+
+    With numba installed (PyTensor depends on it) ArviZ JIT-compiles its
+    variance helper the first time a process calls ``az.rhat``: 0.15-0.3 s,
+    paid inside ``fit`` by its convergence check, for arrays of a few
+    thousand draws that NumPy reduces in a millisecond. Same values
+    either way; ArviZ's setting is restored on leaving.
+    """
+    numba = getattr(az, "Numba", None)
+    was_on = bool(getattr(numba, "numba_flag", False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if was_on:
+            numba.disable_numba()
+        try:
+            yield
+        finally:
+            if was_on:
+                numba.numba_flag = True
+
+
 def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
     """One row per named (chain, draw) array: mean, SD, central interval, Rhat, bulk and tail ESS."""
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
@@ -27,8 +51,7 @@ def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.
         row = {"Estimate": flat.mean(), "Est.Error": flat.std(ddof=1) if flat.size > 1 else np.nan,
                f"Q{100 * lo:g}": np.quantile(flat, lo), f"Q{100 * hi:g}": np.quantile(flat, hi)}
         if diagnostics:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with quiet_diagnostics():
                 row["Rhat"] = float(az.rhat(a)) if a.shape[0] > 1 else np.nan
                 row["Bulk_ESS"] = float(az.ess(a, method="bulk"))
                 row["Tail_ESS"] = float(az.ess(a, method="tail"))
@@ -231,8 +254,7 @@ class LMMFit:
             draws += [self._sel("fixef", fixef_term=n) for n in self.design.fixed_names]
         if self.posterior.sizes["chain"] < 2:
             return float("nan")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_diagnostics():
             return float(np.nanmax([float(az.rhat(a)) for a in draws]))
 
     def _warn_convergence(self):

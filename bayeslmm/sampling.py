@@ -11,7 +11,8 @@ import contextlib
 import importlib.util
 import os
 import time
-from functools import partial
+from functools import cache, partial
+from types import SimpleNamespace
 
 import pymc as pm
 import pytensor
@@ -74,10 +75,43 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     # cost 0.5 s of rewriting per fit.
     # The chunked loop checks the initial points itself, with the compiled NUTS initialisation.
     points = numpyro_chunked(sampler) if low_memory else _jitted_initial_point_check(sampler)
-    with (points, threadpool_limits(1, "blas"),
+    with (points, _jax_rewrites_without_blas_probe(sampler), threadpool_limits(1, "blas"),
           pytensor.config.change_flags(traceback__limit=0)):
         idata = sample(**kwargs)
     return drop_internal(idata), time.perf_counter() - t0
+
+
+@cache
+def _jax_mode_without_usmm():
+    from pytensor.compile import mode
+
+    return SimpleNamespace(JAX=mode.JAX.excluding("local_usmm"))
+
+
+@contextlib.contextmanager
+def _jax_rewrites_without_blas_probe(sampler):
+    """Have PyMC translate graphs to JAX without PyTensor's ``local_usmm`` rewrite.
+
+    PyMC's ``get_jaxified_graph`` rewrites the log-density in PyTensor's JAX
+    mode, whose rewrites include the sparse ``local_usmm``. Its pattern
+    matches the scalar-times-product nodes of bayeslmm's graphs, and its
+    condition reads ``config.blas__ldflags``, which, the first time in a
+    process, compiles a C test program to look for a BLAS: 0.3 s of a 9 s
+    dillonE1 fit, for a rewrite to a C op that JAX has no translation for.
+    PyMC private API (``pymc.sampling.jax.mode``): if it moves, PyMC's own
+    path runs unchanged.
+    """
+    import pymc.sampling.jax as pmjax
+    from pytensor.compile import mode
+
+    if sampler not in ("numpyro", "blackjax") or getattr(pmjax, "mode", None) is not mode:
+        yield
+        return
+    pmjax.mode = _jax_mode_without_usmm()
+    try:
+        yield
+    finally:
+        pmjax.mode = mode
 
 
 @contextlib.contextmanager

@@ -48,6 +48,22 @@ def test_summary_numbers_match_arviz(fit):
     assert "<table" in s._repr_html_()
 
 
+def test_diagnostics_run_without_arviz_numba_and_restore_it(monkeypatch):
+    from bayeslmm.results import quiet_diagnostics
+
+    monkeypatch.setattr(az.Numba, "numba_flag", True)
+    draws = np.random.default_rng(0).normal(size=(2, 300))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_diagnostics():
+            assert az.Numba.numba_flag is False
+            warnings.warn("silenced", UserWarning)
+            plain = float(az.rhat(draws))
+    assert not seen
+    assert az.Numba.numba_flag is True
+    assert plain == pytest.approx(float(az.rhat(draws)), rel=1e-12)
+
+
 def test_accessors(fit):
     post = fit.posterior
     fe = fit.fixef()

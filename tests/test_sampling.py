@@ -22,6 +22,21 @@ def test_initial_point_check_is_jitted_and_restored(monkeypatch):
         assert pmjax._get_batched_jittered_initial_points is fake
 
 
+def test_jax_translation_skips_the_blas_probing_rewrite_and_restores_pymc():
+    from pytensor.compile import mode
+
+    from bayeslmm.sampling import _jax_rewrites_without_blas_probe
+
+    assert pmjax.mode is mode
+    with _jax_rewrites_without_blas_probe("numpyro"):
+        assert pmjax.mode is not mode
+        assert "local_usmm" in pmjax.mode.JAX._optimizer.exclude
+        assert "local_usmm" not in mode.JAX._optimizer.exclude
+    assert pmjax.mode is mode
+    with _jax_rewrites_without_blas_probe("pymc"):
+        assert pmjax.mode is mode
+
+
 # --- bayeslmm.chunked_nuts: NumPyro's NUTS run a chunk of iterations per XLA execution
 
 import contextlib  # noqa: E402
