@@ -31,7 +31,10 @@ less wall time for a 5-14 s fit (dillonE1, english, stroop; two seeds
 each; its two programs are compiled side by side on two cores, and the
 starting points are checked without a compilation of their own), so
 ``fit`` uses it for every NumPyro fit unless
-``low_memory=False``. Chunks round differently from NumPyro's one
+``low_memory=False``. Each chain's warm-up starts from an inverse mass
+matrix read off the curvature at its start (:mod:`bayeslmm.mass_matrix`;
+NumPyro's own loop starts from the identity): on the InstEval-shaped
+model 129,000 leapfrog steps instead of 271,000. Chunks round differently from NumPyro's one
 program, so on a large model the chains part from NumPyro's after a while;
 on small models the draws agree to 1e-6 (tested). The chunk loop also
 gives the progress bar that NumPyro cannot show for parallel chains.
@@ -124,6 +127,8 @@ def sample_numpyro_chunked(
 
     from pymc.sampling.jax import get_jaxified_logp
 
+    from .mass_matrix import curvature_inverse_mass
+
     if logp_fn is None:
         logp_fn = get_jaxified_logp(model, negative_logp=False)
     nuts_kwargs = dict(nuts_kwargs)
@@ -131,6 +136,10 @@ def sample_numpyro_chunked(
     nuts_kwargs.setdefault("adapt_mass_matrix", True)
     nuts_kwargs.setdefault("dense_mass", False)
     kernel = NUTS(potential_fn=logp_fn, target_accept_prob=target_accept, **nuts_kwargs)
+    # Start warm-up from the curvature at each chain's start (bayeslmm.mass_matrix)
+    # unless the caller gave a mass matrix or asked for a dense one.
+    curvature = (nuts_kwargs.get("inverse_mass_matrix") is None and nuts_kwargs["adapt_mass_matrix"]
+                 and not nuts_kwargs["dense_mass"] and hasattr(kernel, "_inverse_mass_matrix"))
 
     keys = jax.random.PRNGKey(random_seed)
     if chains > 1:
@@ -141,7 +150,15 @@ def sample_numpyro_chunked(
         params = [jnp.asarray(p)[None] for p in initial_points]
 
     def init(key, point):
-        return kernel.init(key, tune, point, model_args=(), model_kwargs={})
+        if not curvature:
+            return kernel.init(key, tune, point, model_args=(), model_kwargs={})
+        # NumPyro's NUTS reads its starting inverse mass matrix from this
+        # attribute (the constructor's argument) in init only.
+        kernel._inverse_mass_matrix = curvature_inverse_mass(logp_fn, point)
+        try:
+            return kernel.init(key, tune, point, model_args=(), model_kwargs={})
+        finally:
+            kernel._inverse_mass_matrix = None
 
     program = _chunk_program(kernel, min(CHUNK, tune + draws))
     bar = _progress((tune + draws) * chains, chains) if progressbar else None

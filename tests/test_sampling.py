@@ -58,12 +58,12 @@ def _tiny_model():
     return m
 
 
-def _sample(model, chains, chain_method, patched):
+def _sample(model, chains, chain_method, patched, **kw):
     ctx = chunked.numpyro_chunked("numpyro") if patched else contextlib.nullcontext()
     with ctx:
         return pmjax.sample_jax_nuts(model=model, draws=20, tune=30, chains=chains, random_seed=5,
                                      chain_method=chain_method, progressbar=False, nuts_sampler="numpyro",
-                                     compute_convergence_checks=False)
+                                     compute_convergence_checks=False, **kw)
 
 
 @pytest.mark.parametrize("chains,chain_method", [(2, "parallel"), (2, "vectorized"), (1, "parallel")])
@@ -71,12 +71,15 @@ def test_chunked_nuts_follows_numpyros_own_run(monkeypatch, chains, chain_method
     """Same kernel, keys and adaptation: the same transitions as NumPyro's single-execution MCMC.
 
     With 7 iterations a chunk, warm-up (30) and sampling (20) both end in a
-    shorter chunk, and a chunk boundary falls on the end of warm-up.
+    shorter chunk, and a chunk boundary falls on the end of warm-up. Both
+    start from the same given inverse mass matrix, which also turns off the
+    chunked loop's curvature start (tested below).
     """
     monkeypatch.setattr(chunked, "CHUNK", 7)
     model = _tiny_model()
-    ours = _sample(model, chains, chain_method, patched=True)
-    ref = _sample(model, chains, chain_method, patched=False)
+    kw = {"nuts_kwargs": {"inverse_mass_matrix": np.array([0.5, 2.0])}}
+    ours = _sample(model, chains, chain_method, patched=True, **kw)
+    ref = _sample(model, chains, chain_method, patched=False, **kw)
     for v in ("mu", "sigma"):
         assert ours.posterior[v].shape == ref.posterior[v].shape == (chains, 20)
         np.testing.assert_allclose(ours.posterior[v].values, ref.posterior[v].values, rtol=1e-6)
@@ -127,9 +130,54 @@ def test_chunked_nuts_progress_bar_and_bad_chain_method(capsys):
         assert pmjax._sample_numpyro_nuts is not chunked.sample_numpyro_chunked
 
 
-def test_fit_low_memory_gives_the_same_draws(toy):
+def test_chunked_nuts_starts_warm_up_from_the_curvature(monkeypatch):
+    """Each chain's initial inverse mass matrix is curvature_inverse_mass at its own start."""
+    import jax.numpy as jnp
+
+    import bayeslmm.mass_matrix as mm
+
+    seen = []
+    orig = mm.curvature_inverse_mass
+
+    def spy(potential, params):
+        out = orig(potential, params)
+        seen.append((params, out))
+        return out
+
+    monkeypatch.setattr(mm, "curvature_inverse_mass", spy)
+    starts = {}
+    orig_init = chunked._compile_both
+
+    def compile_both(init, run, init_args):
+        init_c, run_c = orig_init(init, run, init_args)
+
+        def init_spy(key, point):
+            state = init_c(key, point)
+            starts[float(point[0])] = (point, np.asarray(state.adapt_state.inverse_mass_matrix))
+            return state
+        return init_spy, run_c
+
+    monkeypatch.setattr(chunked, "_compile_both", compile_both)
+    model = _tiny_model()
+    logp = pmjax.get_jaxified_logp(model, negative_logp=False)
+    _sample(model, 2, "parallel", patched=True)
+    assert len(seen) == 1  # traced once, run per chain
+    assert len(starts) == 2
+    for point, imm in starts.values():
+        expect = np.asarray(orig(logp, [jnp.asarray(p) for p in point]))
+        np.testing.assert_allclose(imm, expect, rtol=1e-12)
+        assert not np.allclose(imm, 1.0)  # mu's scale (posterior SD about 0.45) is not 1
+
+
+def test_fit_low_memory_gives_the_same_draws(toy, monkeypatch):
+    """The chunked loop is NumPyro's own run once both start from the identity mass matrix."""
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    import bayeslmm.mass_matrix as mm
     from bayeslmm import BayesLMM
 
+    monkeypatch.setattr(mm, "curvature_inverse_mass", lambda potential, params: jnp.ones_like(ravel_pytree(params)[0]))
     m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", toy)
     kw = dict(draws=15, tune=25, chains=2, random_seed=4, marginalize="all", progressbar=False)
     a = m.fit(**kw)
