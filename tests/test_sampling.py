@@ -167,6 +167,11 @@ def test_chunked_nuts_starts_warm_up_from_the_curvature(monkeypatch):
         expect = np.asarray(orig(logp, [jnp.asarray(p) for p in point]))
         np.testing.assert_allclose(imm, expect, rtol=1e-12)
         assert not np.allclose(imm, 1.0)  # mu's scale (posterior SD about 0.45) is not 1
+    # batched chains (a GPU's path): the curvature is taken per chain under vmap
+    monkeypatch.undo()
+    idata = _sample(model, 2, "vectorized", patched=True)
+    draws = idata.posterior["mu"].values
+    assert draws.shape == (2, 20) and np.isfinite(draws).all() and not np.allclose(draws[0], draws[1])
 
 
 def test_fit_low_memory_gives_the_same_draws(toy, monkeypatch):
