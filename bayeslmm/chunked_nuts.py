@@ -114,7 +114,8 @@ def sample_numpyro_chunked(
     NumPyro does.
 
     Cost: that of NumPyro's ``MCMC.run``, plus one compilation of the
-    initialisation (one gradient and the step-size search), made beside the
+    initialisation (one gradient, the step-size search and the curvature
+    start of :mod:`bayeslmm.mass_matrix`), made beside the
     chunk program's (:func:`_compile_both`), and, per chunk, one dispatch
     and a copy of its draws to the host. PyMC's own check of the starting
     points (a separately compiled log-density) is replaced by a look at the

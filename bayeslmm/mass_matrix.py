@@ -23,8 +23,7 @@ import numpy as np
 __all__ = ["COORDINATEWISE", "curvature_inverse_mass"]
 
 #: Parameter arrays up to this size get their curvature one coordinate at a
-#: time; larger ones (the per-level effects of sampled factors) share one
-#: random probe per array.
+#: time; larger ones (the per-level effects of sampled factors) keep 1.
 COORDINATEWISE = 64
 
 #: Bounds on the starting inverse mass (posterior variance scale in the
@@ -70,18 +69,19 @@ def curvature_inverse_mass(potential, params, eps=1e-3, coordinatewise=COORDINAT
     inv = jnp.ones_like(flat)
     if not coords:
         return inv
-    coords = jnp.asarray(coords)
+    n = len(coords)
+    # Step k evaluates U at flat + sign[k] eps e_index[k] and adds it to slot[k]:
+    # +eps and -eps for each coordinate, then the centre (sign 0) into slot n.
+    # One evaluation per step keeps a single copy of the potential in the program.
+    index = jnp.asarray(np.append(np.repeat(coords, 2), 0))
+    sign = jnp.asarray(np.append(np.tile([1.0, -1.0], n), 0.0))
+    slot = jnp.asarray(np.append(np.repeat(np.arange(n), 2), n))
 
-    n = coords.size
-
-    # One evaluation per loop step, the centre last: a single copy of the
-    # potential in the program.
     def body(k, acc):
-        s = jnp.where(k < 2 * n, 1.0 - 2.0 * (k % 2), 0.0)
-        u = (s * eps) * jax.nn.one_hot(coords[jnp.minimum(k // 2, n - 1)], flat.size, dtype=flat.dtype)
-        return acc.at[jnp.minimum(k // 2, n)].add(potential(unravel(flat + u)))
+        u = (sign[k] * eps) * jax.nn.one_hot(index[k], flat.size, dtype=flat.dtype)
+        return acc.at[slot[k]].add(potential(unravel(flat + u)))
 
     sums = jax.lax.fori_loop(0, 2 * n + 1, body, jnp.zeros(n + 1, flat.dtype))
     h = (sums[:n] - 2.0 * sums[n]) / eps**2
     h = jnp.where(jnp.isfinite(h) & (h > 0), h, 1.0)
-    return inv.at[coords].set(jnp.clip(1.0 / h, *_BOUNDS))
+    return inv.at[jnp.asarray(coords)].set(jnp.clip(1.0 / h, *_BOUNDS))
