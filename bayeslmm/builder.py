@@ -5,8 +5,11 @@ Parameterization (lme4's): each level's effects are ``u = L v`` with
 LKJ prior sampled through :class:`bayeslmm.lkj.CPCTransform` for correlated
 blocks, the identity otherwise).
 
-- Sampled factors are non-centred: ``z ~ N(0, I)``, ``r = z L^T``; the mean
-  gathers ``r[group_index]`` row by row (no dense Z).
+- Sampled factors are non-centred, ``z ~ N(0, I)``, ``r = z L^T``, or, where
+  their effects are uncorrelated, partially non-centred per level and effect
+  (:mod:`bayeslmm.centring`): ``z_jk ~ N(0, sd_k^(2 w_jk))``,
+  ``r_jk = sd_k^(1 - w_jk) z_jk``. The mean gathers ``r[group_index]`` row by
+  row (no dense Z).
 - Marginalized factors do not appear as parameters: the likelihood is the
   exact marginal density from :mod:`bayeslmm.ops`, and their effects are
   drawn afterwards by :mod:`bayeslmm.recover`.
@@ -23,6 +26,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.slinalg import block_diag
 
+from .centring import centring_weights
 from .lkj import CPCTransform, cholesky_of_corr
 from .ops import FactorData, MarginalData, marginal_loglik
 
@@ -131,8 +135,25 @@ def marginal_data(design, plan) -> MarginalData:
     return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
 
 
-def build_model(design, priors, plan, md=None) -> pm.Model:
+def _sampled_effects(design, blk, L, partial_centring):
+    """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``."""
+    dims = (f"{blk.name}__level", f"{blk.name}__effect")
+    w = None
+    if partial_centring and not blk.correlated:
+        w = centring_weights(design.y, design.X, blk.group_index, blk.values, blk.n_levels)
+    if w is None or not w.any():
+        z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
+    sd = pt.diagonal(L)[None, :]  # L = diag(sd) for uncorrelated effects
+    z = pm.Normal(f"z_{blk.name}", 0.0, sd**w, dims=dims)
+    return pm.Deterministic(f"r_{blk.name}", z * sd ** (1.0 - w), dims=dims)
+
+
+def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Model:
     """Assemble the PyMC model for ``design`` with resolved ``priors`` under ``plan``.
+
+    ``partial_centring=False`` keeps every sampled factor non-centred (the
+    same model, another parameterization; :mod:`bayeslmm.centring`).
 
     Cost per log-density evaluation: O(N (p + sum_k d_k)) for the sampled
     part; the marginal likelihood's cost is given in :mod:`bayeslmm.ops`.
@@ -148,9 +169,7 @@ def build_model(design, priors, plan, md=None) -> pm.Model:
                 # Read back by recover.py to draw the effects; dropped from the posterior there.
                 pm.Deterministic(f"L_{blk.name}", L)
                 continue
-            dims = (f"{blk.name}__level", f"{blk.name}__effect")
-            z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
-            r = pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
+            r = _sampled_effects(design, blk, L, partial_centring)
             offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
         p = next(p for p in priors if p.cls == "sigma")
         sigma = _dist(p.dist, p.args, name="sigma")

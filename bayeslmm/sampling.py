@@ -19,6 +19,7 @@ import pytensor
 from threadpoolctl import threadpool_limits
 
 from .chunked_nuts import numpyro_chunked
+from .uturn import extra_uturn_checks
 
 __all__ = ["SAMPLERS", "drop_internal", "run_sampler"]
 
@@ -76,6 +77,7 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
     # The chunked loop checks the initial points itself, with the compiled NUTS initialisation.
     points = numpyro_chunked(sampler) if low_memory else _jitted_initial_point_check(sampler)
     with (points, _jax_rewrites_without_blas_probe(sampler), threadpool_limits(1, "blas"),
+          extra_uturn_checks(sampler == "numpyro"),
           pytensor.config.change_flags(traceback__limit=0)):
         idata = sample(**kwargs)
     return drop_internal(idata), time.perf_counter() - t0
