@@ -135,12 +135,18 @@ def marginal_data(design, plan) -> MarginalData:
     return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
 
 
-def _sampled_effects(design, blk, L, partial_centring):
+def _centring(design, plan, partial_centring):
+    """Factor name -> weights of :mod:`bayeslmm.centring` for the sampled, uncorrelated factors."""
+    names = [b.name for b in design.blocks if b.name not in plan.marginalized and not b.correlated]
+    if not (partial_centring and names):
+        return {}
+    ws = centring_weights(design.y, design.X, [(b.group_index, b.values, b.n_levels) for b in design.blocks])
+    return {b.name: w for b, w in zip(design.blocks, ws) if b.name in names}
+
+
+def _sampled_effects(blk, L, w):
     """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``."""
     dims = (f"{blk.name}__level", f"{blk.name}__effect")
-    w = None
-    if partial_centring and not blk.correlated:
-        w = centring_weights(design.y, design.X, blk.group_index, blk.values, blk.n_levels)
     if w is None or not w.any():
         z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
         return pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
@@ -162,6 +168,7 @@ def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Mode
         mu, beta = _fixed_effects(design, priors)
         Ls = {}
         offset = pt.zeros(design.n)
+        centring = _centring(design, plan, partial_centring)
         for blk in design.blocks:
             L = _scale_factor(blk, priors)
             Ls[blk.name] = L
@@ -169,7 +176,7 @@ def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Mode
                 # Read back by recover.py to draw the effects; dropped from the posterior there.
                 pm.Deterministic(f"L_{blk.name}", L)
                 continue
-            r = _sampled_effects(design, blk, L, partial_centring)
+            r = _sampled_effects(blk, L, centring.get(blk.name))
             offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
         p = next(p for p in priors if p.cls == "sigma")
         sigma = _dist(p.dist, p.args, name="sigma")

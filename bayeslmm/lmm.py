@@ -67,6 +67,8 @@ class BayesLMM:
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.plan.resolve_plan`).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
+            With "numpyro", NUTS also checks for U-turns between the halves
+            of each subtree, as Stan does (:mod:`bayeslmm.uturn`).
         low_memory : bool or None
             numpyro only. None (the default) or True: run NUTS as short XLA
             executions, the chains in threads (:mod:`bayeslmm.chunked_nuts`).

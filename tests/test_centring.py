@@ -6,7 +6,7 @@ import pytest
 
 from bayeslmm import BayesLMM
 from bayeslmm.builder import build_model
-from bayeslmm.centring import MIN_LEVELS, centring_weights, moment_sds
+from bayeslmm.centring import MIN_LEVELS, centring_weights, moment_sds, variance_components
 
 
 def _one_way(n_levels=300, per_level=20, tau=(0.5, 0.3), sigma=1.0, seed=0):
@@ -36,7 +36,7 @@ def test_weights_follow_the_data_per_level():
     g = np.repeat(np.arange(200), sizes)
     u = rng.normal(0, 0.5, 200)
     y = 1.0 + u[g] + rng.normal(0, 1.0, g.size)
-    w = centring_weights(y, np.ones((g.size, 1)), g, np.ones((g.size, 1)), 200)
+    w = centring_weights(y, np.ones((g.size, 1)), [(g, np.ones((g.size, 1)), 200)])[0]
     assert w.shape == (200, 1) and (w >= 0).all() and (w <= 1).all()
     order = np.argsort(sizes)
     assert np.all(np.diff(w[order, 0]) >= -1e-12)
@@ -44,16 +44,32 @@ def test_weights_follow_the_data_per_level():
     np.testing.assert_allclose(w[:, 0], sizes / (sizes + 4.0), atol=0.12)
 
 
-def test_too_few_levels_or_no_spread_stays_non_centred():
+def test_too_few_levels_or_no_spread():
     rng = np.random.default_rng(2)
     g = np.repeat(np.arange(MIN_LEVELS - 1), 30)
-    y = rng.normal(size=g.size)
     ones = np.ones((g.size, 1))
-    assert not centring_weights(y, ones, g, ones, MIN_LEVELS - 1).any()
-    # Identical level means: no between-level spread, tau^2 estimate 0.
+    s2, tau2 = moment_sds(rng.normal(size=g.size), g, ones, MIN_LEVELS - 1)
+    assert s2 > 0 and not tau2.any()
+    # Identical level means: no between-level spread, weights near 0 (non-centred).
     g = np.tile(np.arange(40), 10)
     y = np.tile(np.linspace(-1, 1, 10), (40, 1)).T.ravel()
-    assert not centring_weights(y, np.ones((g.size, 1)), g, np.ones((g.size, 1)), 40).any()
+    assert centring_weights(y, np.ones((g.size, 1)), [(g, np.ones((g.size, 1)), 40)])[0].max() < 0.05
+
+
+def test_nested_factors_share_out_the_variance():
+    # Broods within locations (as in grouseticks): one-way, the locations
+    # take the broods' variance as their own; estimated together they do not.
+    rng = np.random.default_rng(5)
+    brood = np.repeat(np.arange(150), 4)
+    loc = brood // 2
+    y = rng.normal(0, 0.1, 75)[loc] + rng.normal(0, 1.0, 150)[brood] + rng.normal(0, 0.5, brood.size)
+    ones = np.ones((y.size, 1))
+    resid = y - y.mean()
+    assert moment_sds(resid, loc, ones, 75)[1][0] > 0.3
+    s2, (t_brood, t_loc) = variance_components(y, ones, [(brood, ones, 150), (loc, ones, 75)])
+    assert s2 == pytest.approx(0.25, abs=0.06)
+    assert t_brood[0] == pytest.approx(1.0, abs=0.3)
+    assert t_loc[0] < 0.1
 
 
 @pytest.fixture
@@ -73,8 +89,9 @@ def test_same_model_as_non_centred(crossed_uncorrelated):
     plan = m.plan("none")
     pnc = build_model(m.design, m.priors, plan, partial_centring=True)
     nc = build_model(m.design, m.priors, plan, partial_centring=False)
-    w = {b.name: centring_weights(m.design.y, m.design.X, b.group_index, b.values, b.n_levels)
-         for b in m.design.blocks}
+    blocks = m.design.blocks
+    w = dict(zip([b.name for b in blocks], centring_weights(
+        m.design.y, m.design.X, [(b.group_index, b.values, b.n_levels) for b in blocks])))
     assert all(0.2 < v.mean() < 1 for v in w.values())  # both factors partially centred
     lp_pnc, lp_nc = pnc.compile_logp(), nc.compile_logp()
     rng = np.random.default_rng(0)
