@@ -102,7 +102,7 @@ class BayesLMM:
         from .compile_options import options_for, xla_compile_options
         from .recover import recover_effects, start_compiling
         from .results import LMMFit
-        from .sampling import run_sampler
+        from .sampling import release_freed_memory, run_sampler
 
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
@@ -118,6 +118,7 @@ class BayesLMM:
                                           progressbar=progressbar, low_memory=low_memory)
             t1 = time.perf_counter()
             if md is not None:
+                release_freed_memory()
                 recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
             t2 = time.perf_counter()
         timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}

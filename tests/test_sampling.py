@@ -272,3 +272,30 @@ def test_chunked_nuts_error_in_one_chain_ends_the_fit_and_stop_ends_a_chain(monk
     stop.set()
     assert orig("state", lambda *a: ran.append(a), 5, 5, None, 0, None, [], stop) is None
     assert ran == []
+
+
+def test_release_freed_memory_hands_back_a_threads_freed_heap():
+    import os
+    import sys
+    import threading
+
+    from bayeslmm.sampling import release_freed_memory
+
+    if not sys.platform.startswith("linux"):
+        assert release_freed_memory() in (True, False)
+        return
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def work():  # about 120 MB of malloc'd blocks in this thread's arena, then freed
+        blocks = [bytes(2000) for _ in range(60_000)]
+        del blocks
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    before = rss_mb()
+    assert release_freed_memory()
+    assert before - rss_mb() > 30
