@@ -57,7 +57,7 @@ import warnings
 
 __all__ = ["extra_uturn_checks", "supported"]
 
-# Arguments of the NumPyro functions replaced here (numpyro 0.16-0.22).
+# Arguments of the NumPyro functions replaced here (as in numpyro 0.21 and 0.22, the versions checked).
 _SUBTREE_ARGS = ["prototype_tree", "vv_update", "kinetic_fn", "inverse_mass_matrix", "step_size",
                  "going_right", "rng_key", "energy_current", "max_delta_energy", "r_ckpts", "r_sum_ckpts"]
 _COMBINE_ARGS = ["current_tree", "new_tree", "inverse_mass_matrix", "going_right", "rng_key",
