@@ -110,6 +110,9 @@ def variance_components(y, X, factors, iters=50):
         np.add.at(G, g, V[:, :, None] * V[:, None, :])
         prep.append((g, V, m, G))
     s2 = float(resid.var())
+    if not s2 > 0:  # y fitted exactly by X: nothing to share out
+        return s2, [np.zeros(V.shape[1]) for _, V, _, _ in prep]
+    floor = 1e-12 * s2
     tau2 = [np.maximum(moment_sds(resid, g, V, m)[1], 0.1 * s2) for g, V, m, _ in prep]
     fitted = [np.zeros(n) for _ in prep]
     total = np.zeros(n)
@@ -118,13 +121,13 @@ def variance_components(y, X, factors, iters=50):
         for k, (g, V, m, G) in enumerate(prep):
             r = resid - (total - fitted[k])
             gv = np.stack([np.bincount(g, V[:, a] * r, minlength=m) for a in range(V.shape[1])], axis=1)
-            C = np.linalg.inv(G / s2 + np.diag(1.0 / np.maximum(tau2[k], 1e-12 * s2)))
+            C = np.linalg.inv(G / s2 + np.diag(1.0 / np.maximum(tau2[k], floor)))
             mean = np.einsum("jab,jb->ja", C, gv) / s2
             tau2[k] = (mean**2 + np.einsum("jaa->ja", C)).mean(axis=0)
             trace += float(np.einsum("jab,jba->", G, C))
             total += (new := (V * mean[g]).sum(axis=1)) - fitted[k]
             fitted[k] = new
-        s2 = float(((resid - total) ** 2).sum() + trace) / n
+        s2 = max(float(((resid - total) ** 2).sum() + trace) / n, floor)
     return s2, tau2
 
 
@@ -139,6 +142,8 @@ def centring_weights(y, X, factors):
     Cost that of :func:`variance_components`, once, before sampling.
     """
     s2, tau2 = variance_components(y, X, factors)
+    if not s2 > 0:
+        return [np.zeros((m, np.shape(V)[1])) for _, V, m in factors]
     out = []
     for (g, V, m), t in zip(factors, tau2):
         a = np.zeros((m, np.shape(V)[1]))

@@ -117,3 +117,14 @@ def test_correlated_factors_stay_non_centred(crossed_uncorrelated):
     scale_s, scale_i = model["z_s"].owner.inputs[-1], model["z_i"].owner.inputs[-1]
     assert np.all(scale_s.eval() == 1.0)
     assert model["sd_i__Intercept"] in set(ancestors([scale_i]))
+
+
+def test_degenerate_responses_give_finite_weights():
+    g = np.repeat(np.arange(20), 5)
+    ones = np.ones((100, 1))
+    with np.errstate(all="raise"):
+        # Level means alone, no residual noise: fully centred.
+        w = centring_weights(np.arange(20.0)[g], ones, [(g, ones, 20)])[0]
+        assert np.all(np.isfinite(w)) and w.min() > 0.99
+        # Nothing left after the fixed effects: non-centred.
+        assert not centring_weights(np.ones(100), ones, [(g, ones, 20)])[0].any()
