@@ -128,3 +128,22 @@ def test_degenerate_responses_give_finite_weights():
         assert np.all(np.isfinite(w)) and w.min() > 0.99
         # Nothing left after the fixed effects: non-centred.
         assert not centring_weights(np.ones(100), ones, [(g, ones, 20)])[0].any()
+
+
+def test_a_factor_nested_in_another_stays_non_centred():
+    from pytensor.graph.traversal import ancestors
+
+    from bayeslmm.builder import nested_in
+
+    rng = np.random.default_rng(6)
+    brood = np.repeat(np.arange(40), 4)
+    loc = brood // 2
+    y = rng.normal(0, 0.3, 20)[loc] + rng.normal(0, 1.0, 40)[brood] + rng.normal(0, 0.5, brood.size)
+    df = pd.DataFrame({"y": y, "brood": brood.astype(str), "loc": loc.astype(str)})
+    m = BayesLMM("y ~ 1 + (1 | brood) + (1 | loc)", df)
+    blocks = {b.name: b for b in m.design.blocks}
+    assert nested_in(blocks["brood"], blocks["loc"]) and not nested_in(blocks["loc"], blocks["brood"])
+    model = build_model(m.design, m.priors, m.plan("none"))
+    scale_brood, scale_loc = model["z_brood"].owner.inputs[-1], model["z_loc"].owner.inputs[-1]
+    assert np.all(scale_brood.eval() == 1.0)
+    assert model["sd_loc__Intercept"] in set(ancestors([scale_loc]))
