@@ -6,7 +6,8 @@ LKJ prior sampled through :class:`bayeslmm.lkj.CPCTransform` for correlated
 blocks, the identity otherwise).
 
 - Sampled factors are non-centred, ``z ~ N(0, I)``, ``r = z L^T``, or, where
-  their effects are uncorrelated, partially non-centred per level and effect
+  their effects are uncorrelated and the factor is not nested in another,
+  partially non-centred per level and effect
   (:mod:`bayeslmm.centring`): ``z_jk ~ N(0, sd_k^(2 w_jk))``,
   ``r_jk = sd_k^(1 - w_jk) z_jk``. The mean gathers ``r[group_index]`` row by
   row (no dense Z).

@@ -26,6 +26,9 @@ and 1,450 (seeds 1-3), the lowest over all parameters 1,362-1,447 (the
 recovered lecturer effects), from 35,000-62,000 steps. Min ESS per second
 of the whole fit: 23.0 and 17.6 against 33.4, 29.8 and 31.1.
 
+The builder applies it to sampled factors whose effects are uncorrelated
+and that are not nested in another factor (see ``bayeslmm.builder._centring``).
+
 ``tau`` and ``sigma`` are unknown before sampling; :func:`centring_weights`
 plugs in quick estimates (:func:`variance_components`). They only choose the parameterization: rough
 values cost efficiency, never correctness.
