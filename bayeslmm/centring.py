@@ -41,11 +41,19 @@ import numpy as np
 __all__ = ["centring_weights", "moment_sds", "variance_components"]
 
 #: Levels needed for a moment estimate of an effect's SD; with fewer the
-#: effect stays non-centred.
+#: estimate is 0 (and :func:`variance_components` starts from a tenth of
+#: the residual variance).
 MIN_LEVELS = 5
 
 
-def moment_sds(resid, group_index, values, n_levels):
+def _level_gram(group_index, values, n_levels):
+    """Per-level ``G_j = V_j' V_j`` (n_levels x d x d): the data each level's effects see."""
+    G = np.zeros((n_levels, values.shape[1], values.shape[1]))
+    np.add.at(G, group_index, values[:, :, None] * values[:, None, :])
+    return G
+
+
+def moment_sds(resid, group_index, values, n_levels, G=None):
     """Moment estimates of the residual variance and of each effect's SD (Swamy's estimator).
 
     Per level ``j`` the least-squares coefficients ``b_j = G_j^-1 g_j`` of the
@@ -56,13 +64,14 @@ def moment_sds(resid, group_index, values, n_levels):
     per-level fits less their sampling noise), set to 0 where not positive or
     where fewer than :data:`MIN_LEVELS` levels qualify.
 
+    ``G``: the levels' Gram matrices if already at hand (:func:`_level_gram`).
+
     Returns ``(s2, tau2)``, ``tau2`` of length d. Cost O(N d^2 + L d^3).
     """
     resid = np.asarray(resid, float)
     V = np.asarray(values, float)
-    n, d = V.shape
-    G = np.zeros((n_levels, d, d))
-    np.add.at(G, group_index, V[:, :, None] * V[:, None, :])
+    d = V.shape[1]
+    G = _level_gram(group_index, V, n_levels) if G is None else G
     g = np.zeros((n_levels, d))
     np.add.at(g, group_index, V * resid[:, None])
     rr = np.bincount(group_index, resid**2, minlength=n_levels)
@@ -102,21 +111,29 @@ def variance_components(y, X, factors, iters=50):
 
     Returns ``(s2, [tau2_k])``. Cost O(iters (N sum d_k + sum L_k d_k^3)).
     """
+    return _components(y, X, _prepare(factors), iters)
+
+
+def _prepare(factors):
+    """(group_index, values as float, n_levels, Gram matrices) per factor."""
+    out = []
+    for g, V, m in factors:
+        V = np.asarray(V, float)
+        out.append((g, V, m, _level_gram(g, V, m)))
+    return out
+
+
+def _components(y, X, prep, iters=50):
+    """:func:`variance_components` on prepared factors (:func:`_prepare`)."""
     y = np.asarray(y, float)
     X = np.asarray(X, float)
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0] if X.shape[1] else y - y.mean()
     n = resid.size
-    prep = []
-    for g, V, m in factors:
-        V = np.asarray(V, float)
-        G = np.zeros((m, V.shape[1], V.shape[1]))
-        np.add.at(G, g, V[:, :, None] * V[:, None, :])
-        prep.append((g, V, m, G))
     s2 = float(resid.var())
     if not s2 > 0:  # y fitted exactly by X: nothing to share out
         return s2, [np.zeros(V.shape[1]) for _, V, _, _ in prep]
     floor = 1e-12 * s2
-    tau2 = [np.maximum(moment_sds(resid, g, V, m)[1], 0.1 * s2) for g, V, m, _ in prep]
+    tau2 = [np.maximum(moment_sds(resid, g, V, m, G)[1], 0.1 * s2) for g, V, m, G in prep]
     fitted = [np.zeros(n) for _ in prep]
     total = np.zeros(n)
     for _ in range(iters):
@@ -144,13 +161,12 @@ def centring_weights(y, X, factors):
 
     Cost that of :func:`variance_components`, once, before sampling.
     """
-    s2, tau2 = variance_components(y, X, factors)
+    prep = _prepare(factors)
+    s2, tau2 = _components(y, X, prep)
     if not s2 > 0:
-        return [np.zeros((m, np.shape(V)[1])) for _, V, m in factors]
+        return [np.zeros((m, V.shape[1])) for _, V, m, _ in prep]
     out = []
-    for (g, V, m), t in zip(factors, tau2):
-        a = np.zeros((m, np.shape(V)[1]))
-        np.add.at(a, g, np.asarray(V, float) ** 2)
-        at = a / s2 * t[None, :]
+    for (_, _, _, G), t in zip(prep, tau2):
+        at = np.einsum("jkk->jk", G) / s2 * t[None, :]  # a_jk t_k, a_jk = (G_j)_kk / s^2
         out.append(at / (1.0 + at))
     return out
