@@ -171,8 +171,12 @@ def _sampled_effects(blk, L, w):
         z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
         return pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
     sd = pt.diagonal(L)[None, :]  # L = diag(sd) for uncorrelated effects
-    z = pm.Normal(f"z_{blk.name}", 0.0, sd**w, dims=dims)
-    return pm.Deterministic(f"r_{blk.name}", z * sd ** (1.0 - w), dims=dims)
+    # sd^w as exp(w log sd), log sd taken once per effect: two powers per level
+    # (each a log and an exp) made the InstEval-shaped gradient 0.69 ms instead of 0.55.
+    # The floor keeps an SD that underflows to 0 from giving 0 * -inf where w = 0.
+    scale = pt.exp(w * pt.log(pt.maximum(sd, 1e-300)))
+    z = pm.Normal(f"z_{blk.name}", 0.0, scale, dims=dims)
+    return pm.Deterministic(f"r_{blk.name}", z * (sd / scale), dims=dims)
 
 
 def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Model:

@@ -301,3 +301,25 @@ def test_invalid_inputs_raise():
         marginal_logp(md, case.beta, case.sigma, case.Ls[:1])
     with pytest.raises(ValueError, match="at least one"):
         MarginalData.build(case.y, case.X, [], True)
+
+
+def test_recovery_forms_sampled_row_means_itself():
+    """``sampled=(terms, rs)``: the row means of sampled effects, formed draw by draw inside the
+    loop, give the draws that the same means passed as an offset give (same keys)."""
+    case = CASES["offset_rows"]()
+    md = case.md()
+    rng = np.random.default_rng(5)
+    n, S = md.n_obs, 7
+    terms = [(rng.integers(0, 9, n), rng.normal(size=(n, 2))), (rng.integers(0, 4, n), np.ones((n, 1)))]
+    rs = [rng.normal(size=(S, 9, 2)), rng.normal(size=(S, 4, 1))]
+    offset = np.stack([sum((v * r[s][g]).sum(axis=1) for (g, v), r in zip(terms, rs)) for s in range(S)])
+    rep = lambda x: np.broadcast_to(x, (S,) + np.shape(x))  # noqa: E731
+    args = (md, jax.random.PRNGKey(3), rep(case.beta), rep(case.sigma), [rep(L) for L in case.Ls])
+    want = recover_batch(*args, offset)
+    got = recover_batch(*args, None, (terms, rs))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
+    # Both at once: the row means are added to the offset.
+    both = recover_batch(*args, 0.5 * offset, (terms, [0.5 * r for r in rs]))
+    for a, b in zip(both, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)

@@ -4,6 +4,10 @@ from bayeslmm import BayesLMM
 from bayeslmm import recover as rec
 
 
+class _Sizes:
+    sizes = (12,)
+
+
 def _fit(toy, seed=3):
     return BayesLMM("y ~ cond + (cond | subj) + (1 | item)", toy).fit(
         draws=300, tune=200, chains=2, marginalize="subj", random_seed=seed, progressbar=False)
@@ -14,8 +18,11 @@ def test_padded_chunks_give_the_same_draws_in_distribution(toy, monkeypatch):
     draws the same effects as one chunk: the same posterior draws of the
     parameters, so the means differ only by Monte Carlo error."""
     one = _fit(toy).posterior["r_subj"]
-    n = toy.shape[0]
-    monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * (2 * n + 12 * 4) * 90)
+    monkeypatch.setattr(rec, "_workers", lambda: 1)
+    whole = rec._chunking(600, None, _Sizes(), [])
+    assert whole == (600, 0)
+    # Per draw: 4 sampled item effects in, 12 subject effects (x 2) out.
+    monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * (4 + 12 * 2) * 90)
     fit = _fit(toy)
     many = fit.posterior["r_subj"]
     assert many.shape == one.shape == (2, 300, 6, 2)
@@ -63,3 +70,22 @@ def test_recovery_ignores_a_loop_compiled_for_another_number_of_draws(toy):
     rec.recover_effects(idata, m.design, plan, marginal_data(m.design, plan), random_seed=1,
                         prepared=rec.Prepared(41, wrong))
     assert idata.posterior["r_subj"].shape == (2, 20, 6, 2)
+
+
+def test_chunks_cover_every_worker_and_pad_to_equal_size(monkeypatch):
+    monkeypatch.setattr(rec, "_workers", lambda: 2)
+    assert rec._chunking(600, None, _Sizes(), []) == (300, 0)
+    assert rec._chunking(601, None, _Sizes(), []) == (301, 1)
+    assert rec._chunking(1, None, _Sizes(), []) == (1, 0)
+    monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * 12 * 2 * 90)
+    assert rec._chunking(600, None, _Sizes(), []) == (86, 2)  # 7 chunks of 86
+
+
+def test_recovery_in_threads_draws_what_one_thread_draws(toy, monkeypatch):
+    """The chunks' keys are split in chunk order: the draws do not depend on how many threads run them."""
+    monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * (4 + 12 * 2) * 90)
+    monkeypatch.setattr(rec, "_workers", lambda: 1)
+    one = _fit(toy).posterior["r_subj"].values
+    monkeypatch.setattr(rec, "_workers", lambda: 3)
+    three = _fit(toy).posterior["r_subj"].values
+    np.testing.assert_allclose(three, one, rtol=1e-12, atol=1e-14)

@@ -44,7 +44,8 @@ import numpy as np
 
 from bayeslmm.ops.precompute import MarginalData
 
-__all__ = ["marginal_logp", "conditional_mean", "recover", "recover_batch", "compile_recover_batch"]
+__all__ = ["marginal_logp", "conditional_mean", "recover", "recover_batch", "compile_recover_batch",
+           "sampled_mean"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -410,6 +411,19 @@ def recover(md: MarginalData, key, beta, sigma, Ls, offset=None):
     return _draw(md, blocks, Ls, xi)
 
 
+def sampled_mean(terms, rs):
+    """``sum_k z_{k,n} . r_{k, g_k(n)}`` for each row ``n``: the mean of the sampled (not marginalized) effects.
+
+    ``terms`` holds one ``(group_index (N,), values (N, d_k))`` pair per
+    sampled factor, ``rs`` their effects ``(M_k, d_k)``. Cost O(N sum_k d_k).
+    """
+    out = None
+    for (g, v), r in zip(terms, rs):
+        m = jnp.sum(v * r[g], axis=-1)
+        out = m if out is None else out + m
+    return out
+
+
 # One jitted batch function per MarginalData, dropped with it: the function
 # reaches md through a weak reference (md is only needed while tracing), so the
 # cache entry does not keep its own key alive.
@@ -421,35 +435,49 @@ def _batch_fn(md: MarginalData):
     if fn is None:
         ref = weakref.ref(md)
 
-        def run(key, beta, sigma, Ls, offset):
+        def run(key, beta, sigma, Ls, offset, terms, rs):
             # A loop over draws, not vmap: the batched 80 x 80 factorizations and
             # products ran 2x slower per draw (dillonE1) and held S Schur complements.
+            # The sampled effects' row means are formed inside the loop, one draw
+            # at a time: (S, N) of them for the InstEval-shaped model are 1.2 GB.
             keys = jax.random.split(key, beta.shape[0])
-            if offset is None:
-                return jax.lax.map(lambda a: recover(ref(), *a), (keys, beta, sigma, Ls))
-            return jax.lax.map(lambda a: recover(ref(), *a), (keys, beta, sigma, Ls, offset))
+
+            def one(a):
+                k, b, s, L, off, r = a
+                if r is not None:
+                    m = sampled_mean(terms, r)
+                    off = m if off is None else off + m
+                return recover(ref(), k, b, s, L, off)
+
+            return jax.lax.map(one, (keys, beta, sigma, Ls, offset, rs))
 
         fn = _BATCH_FNS[md] = jax.jit(run)
     return fn
 
 
-def compile_recover_batch(md: MarginalData, n_draws, n_fixed, dims, n_rows=None):
-    """:func:`recover_batch` compiled ahead of time for ``n_draws`` draws: a callable ``(key, beta, sigma, Ls, offset)``.
+def compile_recover_batch(md: MarginalData, n_draws, n_fixed, dims, n_rows=None, sampled=None):
+    """:func:`recover_batch` compiled ahead of time for ``n_draws`` draws: a callable ``(key, beta, sigma, Ls, offset, terms, rs)``.
 
     ``dims`` are the effect dimensions of the factors in caller order;
-    ``n_rows`` the length of ``offset`` (None: no offset). The compilation
-    is what a first :func:`recover_batch` call of these shapes would do; XLA
+    ``n_rows`` the length of ``offset`` (None: no offset); ``sampled`` the
+    ``(M_k, d_k)`` of each sampled factor whose effects ``rs`` are passed
+    (None: none; then ``terms`` and ``rs`` are None). The compilation is
+    what a first :func:`recover_batch` call of these shapes would do; XLA
     releases the GIL while it compiles, so it can run in a thread beside
     other work.
     """
     f64 = partial(jax.ShapeDtypeStruct, dtype=jnp.float64)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # jax.random.PRNGKey's raw key
     offset = None if n_rows is None else f64((n_draws, n_rows))
+    terms = rs = None
+    if sampled:
+        terms = [(jax.ShapeDtypeStruct((md.n_obs,), jnp.int64), f64((md.n_obs, d))) for _, d in sampled]
+        rs = [f64((n_draws, m, d)) for m, d in sampled]
     return _batch_fn(md).lower(key, f64((n_draws, n_fixed)), f64((n_draws,)),
-                               [f64((n_draws, d, d)) for d in dims], offset).compile()
+                               [f64((n_draws, d, d)) for d in dims], offset, terms, rs).compile()
 
 
-def recover_batch(md: MarginalData, key, beta, sigma, Ls, offset=None):
+def recover_batch(md: MarginalData, key, beta, sigma, Ls, offset=None, sampled=None):
     """:func:`recover` vectorized over S parameter draws (one jitted call).
 
     Parameters
@@ -459,6 +487,11 @@ def recover_batch(md: MarginalData, key, beta, sigma, Ls, offset=None):
     sigma : array (S,)
     Ls : sequence of arrays (S, d_k, d_k), caller order
     offset : array (S, N), optional
+    sampled : (terms, rs), optional
+        Sampled factors whose effects enter the mean, ``rs[k]`` (S, M_k, d_k)
+        with ``terms[k] = (group_index (N,), values (N, d_k))``: their row
+        means (:func:`sampled_mean`) are added to ``offset`` draw by draw,
+        so nothing of size S x N is formed.
 
     Returns
     -------
@@ -467,8 +500,12 @@ def recover_batch(md: MarginalData, key, beta, sigma, Ls, offset=None):
     Notes
     -----
     The draws are taken one after another inside one compiled loop, so memory
-    does not grow with S beyond the inputs and outputs; the caller chunks
-    only to bound the size of ``offset``. Compiled once per ``md`` and shape.
+    does not grow with S beyond the inputs and outputs. Compiled once per
+    ``md`` and shape.
     """
+    terms, rs = (None, None) if sampled is None else sampled
+    if terms is not None:
+        terms = [(jnp.asarray(g, dtype=jnp.int64), jnp.asarray(v, dtype=jnp.float64)) for g, v in terms]
+        rs = [jnp.asarray(r) for r in rs]
     return _batch_fn(md)(key, jnp.asarray(beta), jnp.asarray(sigma), [jnp.asarray(L) for L in Ls],
-                         None if offset is None else jnp.asarray(offset))
+                         None if offset is None else jnp.asarray(offset), terms, rs)
