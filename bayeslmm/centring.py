@@ -28,6 +28,10 @@ of the whole fit: 23.0 and 17.6 against 33.4, 29.8 and 31.1.
 
 The builder applies it to sampled factors whose effects are uncorrelated
 and that are not nested in another factor (see ``bayeslmm.builder._centring``).
+It writes ``tau^w_j`` as ``exp(w_j log tau)``, one exponential per level and
+effect: written as two powers, each a logarithm and an exponential per
+level, the InstEval-shaped log-density and gradient took 0.67-0.82 ms
+against 0.54-0.58 ms non-centred; as one exponential 0.57-0.60 ms.
 
 ``tau`` and ``sigma`` are unknown before sampling; :func:`centring_weights`
 plugs in quick estimates (:func:`variance_components`). They only choose the parameterization: rough

@@ -53,6 +53,8 @@ from functools import partial
 
 import numpy as np
 
+from .heap import release_freed_memory
+
 __all__ = ["CHUNK", "CHUNK_SECONDS", "numpyro_chunked", "sample_numpyro_chunked"]
 
 #: Seconds one XLA execution is aimed to last: the memory held during an
@@ -60,6 +62,8 @@ __all__ = ["CHUNK", "CHUNK_SECONDS", "numpyro_chunked", "sample_numpyro_chunked"
 CHUNK_SECONDS = 4.0
 #: Most iterations per execution (the size of the draw buffer).
 CHUNK = 250
+#: Chunks that lasted this long are followed by a :func:`~bayeslmm.heap.release_freed_memory`.
+TRIM_SECONDS = 1.0
 
 # What PyMC's numpyro path records per draw, under the names it gives them
 # (pymc.sampling.jax._numpyro_stats_to_dict).
@@ -232,6 +236,10 @@ def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
                 dst[at] = take(a, n)
             pieces.append({k: take(v, n) for k, v in st.items()})
         jax.block_until_ready(state)
+        if time.perf_counter() - t0 >= TRIM_SECONDS:
+            # The execution's freed buffers (bayeslmm.heap); after short chunks
+            # the call (up to 80 ms on a 1 GB heap) would cost more than it frees.
+            release_freed_memory()
         # The next chunk's length follows the latest rate, growing at most
         # twofold: one cheap iteration says little of the next ones, and early
         # warm-up iterations can take a thousand times longer than late ones.

@@ -19,6 +19,7 @@ import pytensor
 from threadpoolctl import threadpool_limits
 
 from .chunked_nuts import numpyro_chunked
+from .heap import release_freed_memory
 from .uturn import extra_uturn_checks
 
 __all__ = ["SAMPLERS", "drop_internal", "release_freed_memory", "run_sampler"]
@@ -81,25 +82,6 @@ def run_sampler(model, *, sampler, draws, tune, chains, target_accept, random_se
           pytensor.config.change_flags(traceback__limit=0)):
         idata = sample(**kwargs)
     return drop_internal(idata), time.perf_counter() - t0
-
-
-def release_freed_memory() -> bool:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``); False where there is none.
-
-    The chains' threads each free their chunks' buffers into glibc arenas of
-    their own, which glibc keeps. Trimmed before the recovery of the
-    integrated-out effects (the fit's last allocations), the InstEval-shaped
-    fit's peak resident memory was 1,323 MB against 1,359 MB (one run each).
-    Cost: milliseconds.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 @cache

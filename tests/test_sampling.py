@@ -279,7 +279,7 @@ def test_release_freed_memory_hands_back_a_threads_freed_heap():
     import sys
     import threading
 
-    from bayeslmm.sampling import release_freed_memory
+    from bayeslmm.heap import release_freed_memory
 
     if not sys.platform.startswith("linux"):
         assert release_freed_memory() in (True, False)
@@ -299,3 +299,24 @@ def test_release_freed_memory_hands_back_a_threads_freed_heap():
     before = rss_mb()
     assert release_freed_memory()
     assert before - rss_mb() > 30
+
+
+def test_chunks_that_ran_long_are_followed_by_a_heap_trim(monkeypatch):
+    """_drive hands freed memory back after chunks of at least TRIM_SECONDS, not after short ones."""
+    import time
+
+    def run(state, n):
+        time.sleep(0.02)
+        stats = {k: np.zeros(chunked.CHUNK) for k in chunked._STATS}
+        return state + n, ([np.zeros((chunked.CHUNK, 1))], stats)
+
+    for limit, want in ((0.0, True), (1e9, False)):
+        trims = []
+        monkeypatch.setattr(chunked, "release_freed_memory", lambda: trims.append(1) or True)
+        monkeypatch.setattr(chunked, "TRIM_SECONDS", limit)
+        z = [np.empty((4, 1))]
+        stats = chunked._drive(np.array(0), run, 3, 4, lambda a, n: np.asarray(a[:n]), 0, None, z)
+        assert stats["n_steps"].shape == (4,)
+        assert bool(trims) is want
+        if want:
+            assert len(trims) >= 2  # one per chunk: warm-up and draws never share a chunk
