@@ -40,7 +40,7 @@ def _workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _chunking(S, design, md, sampled):
+def _chunking(S, md, sampled):
     """``(chunk, pad)``: S draws in equal chunks of ``chunk``, the last one padded by ``pad`` repeated draws.
 
     Equal chunks: one chunk shape, so one compilation (0.6 s each on
@@ -71,7 +71,7 @@ def start_compiling(design, plan, md, n_samples) -> Prepared:
     from .ops import compile_recover_batch
 
     sampled = [design.block(n) for n in plan.sampled]
-    chunk, _ = _chunking(n_samples, design, md, sampled)
+    chunk, _ = _chunking(n_samples, md, sampled)
     dims = [design.block(n).dim for n in md.names]
     pool = ThreadPoolExecutor(1, thread_name_prefix="bayeslmm-recovery-compile")
     fut = pool.submit(compile_recover_batch, md, chunk, len(design.fixed_names), dims,
@@ -108,7 +108,7 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     r_sampled = [stack_draws(post[f"r_{b.name}"]) for b in sampled]
     terms = [(np.asarray(b.group_index, np.int64), np.asarray(b.values, np.float64)) for b in sampled]
 
-    chunk, pad = _chunking(S, design, md, sampled)
+    chunk, pad = _chunking(S, md, sampled)
     if pad:
         take = np.concatenate([np.arange(S), np.full(pad, S - 1)])
         beta, sigma = beta[take], sigma[take]

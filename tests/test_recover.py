@@ -19,7 +19,7 @@ def test_padded_chunks_give_the_same_draws_in_distribution(toy, monkeypatch):
     parameters, so the means differ only by Monte Carlo error."""
     one = _fit(toy).posterior["r_subj"]
     monkeypatch.setattr(rec, "_workers", lambda: 1)
-    whole = rec._chunking(600, None, _Sizes(), [])
+    whole = rec._chunking(600, _Sizes(), [])
     assert whole == (600, 0)
     # Per draw: 4 sampled item effects in, 12 subject effects (x 2) out.
     monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * (4 + 12 * 2) * 90)
@@ -74,11 +74,11 @@ def test_recovery_ignores_a_loop_compiled_for_another_number_of_draws(toy):
 
 def test_chunks_cover_every_worker_and_pad_to_equal_size(monkeypatch):
     monkeypatch.setattr(rec, "_workers", lambda: 2)
-    assert rec._chunking(600, None, _Sizes(), []) == (300, 0)
-    assert rec._chunking(601, None, _Sizes(), []) == (301, 1)
-    assert rec._chunking(1, None, _Sizes(), []) == (1, 0)
+    assert rec._chunking(600, _Sizes(), []) == (300, 0)
+    assert rec._chunking(601, _Sizes(), []) == (301, 1)
+    assert rec._chunking(1, _Sizes(), []) == (1, 0)
     monkeypatch.setattr(rec, "_CHUNK_BYTES", 8 * 12 * 2 * 90)
-    assert rec._chunking(600, None, _Sizes(), []) == (86, 2)  # 7 chunks of 86
+    assert rec._chunking(600, _Sizes(), []) == (86, 2)  # 7 chunks of 86
 
 
 def test_recovery_in_threads_draws_what_one_thread_draws(toy, monkeypatch):
