@@ -238,7 +238,7 @@ def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
         jax.block_until_ready(state)
         if time.perf_counter() - t0 >= TRIM_SECONDS:
             # The execution's freed buffers (bayeslmm.heap); after short chunks
-            # the call (up to 80 ms on a 1 GB heap) would cost more than it frees.
+            # the call (up to 170 ms on a 1 GB heap) would cost more than it frees.
             release_freed_memory()
         # The next chunk's length follows the latest rate, growing at most
         # twofold: one cheap iteration says little of the next ones, and early

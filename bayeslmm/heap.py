@@ -24,10 +24,11 @@ def release_freed_memory() -> bool:
     ``malloc``; the chains' threads free them into glibc arenas of their
     own, which glibc keeps, so a fit's resident memory grows with every
     chunk of draws (:mod:`bayeslmm.chunked_nuts`) although little is live.
-    Called after each chunk and before the recovery of the integrated-out
-    effects, the InstEval-shaped fit's peak resident memory was 1,051 MB
-    against 1,328 MB (one run each; 1,323 MB with the call before recovery
-    only). Cost: 1-10 ms a call.
+    Called after each chunk that ran 1 s or more and before the recovery of
+    the integrated-out effects, the InstEval-shaped fit's peak resident
+    memory was 1,168 and 1,180 MB against 1,265 and 1,336 MB with the call
+    before recovery only (alternating runs). Cost: 2 ms on a small heap, up
+    to 170 ms on that fit's 1 GB one (about 20 calls, 1-2 s of sampling).
     """
     libc = _libc()
     if libc is None:

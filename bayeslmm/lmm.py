@@ -102,7 +102,8 @@ class BayesLMM:
         from .compile_options import options_for, xla_compile_options
         from .recover import recover_effects, start_compiling
         from .results import LMMFit
-        from .sampling import release_freed_memory, run_sampler
+        from .heap import release_freed_memory
+        from .sampling import run_sampler
 
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None

@@ -95,6 +95,7 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     (row means of the sampled effects formed in NumPy, one thread), 0.5 s after.
     """
     import jax
+    import jax.numpy as jnp
 
     from .ops import recover_batch
 
@@ -106,7 +107,8 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     Ls = [stack_draws(post[f"L_{name}"]) for name in md.names]
     sampled = [design.block(n) for n in plan.sampled]
     r_sampled = [stack_draws(post[f"r_{b.name}"]) for b in sampled]
-    terms = [(np.asarray(b.group_index, np.int64), np.asarray(b.values, np.float64)) for b in sampled]
+    # Device arrays once: every chunk reads the same rows.
+    terms = [(jnp.asarray(b.group_index, jnp.int64), jnp.asarray(b.values, jnp.float64)) for b in sampled]
 
     chunk, pad = _chunking(S, md, sampled)
     if pad:

@@ -19,10 +19,9 @@ import pytensor
 from threadpoolctl import threadpool_limits
 
 from .chunked_nuts import numpyro_chunked
-from .heap import release_freed_memory
 from .uturn import extra_uturn_checks
 
-__all__ = ["SAMPLERS", "drop_internal", "release_freed_memory", "run_sampler"]
+__all__ = ["SAMPLERS", "drop_internal", "run_sampler"]
 
 SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
 
