@@ -13,7 +13,10 @@ blocks, the identity otherwise).
   row (no dense Z).
 - Marginalized factors do not appear as parameters: the likelihood is the
   exact marginal density from :mod:`bayeslmm.ops`, and their effects are
-  drawn afterwards by :mod:`bayeslmm.recover`.
+  drawn afterwards by :mod:`bayeslmm.recover`. Their SDs are sampled signed,
+  ``sd = |s|`` with ``s`` under the mirrored half-normal/t/Cauchy prior, not
+  as ``log sd`` (:func:`_scale_factor`): an SD that may be 0 has no long
+  left tail to explore.
 
 Fixed effects use brms's centring: the free intercept is that of the centred
 predictors (``Intercept_centered``); ``fixef`` holds the coefficients of the
@@ -101,31 +104,68 @@ def _fixed_effects(design, priors):
     return mu, beta
 
 
-def _scale_factor(blk, priors):
-    """Build L = diag(sd) R for one factor; registers sd_<g> (and cor_<g>)."""
+#: SD prior families whose density, mirrored about 0, is smooth there: the
+#: symmetric family each is the half of, with its arguments.
+_MIRRORED = {
+    "half_normal": ("normal", lambda a: (0.0, a[0])),
+    "half_student_t": ("student_t", lambda a: (a[0], 0.0, a[1])),
+    "half_cauchy": ("cauchy", lambda a: (0.0, a[0])),
+}
+
+
+def _sd_rv(dist, args, name, mirrored, **kw):
+    """The SD prior ``dist`` as an RV, or with ``mirrored`` its mirror image on the real line (:data:`_MIRRORED`)."""
+    if mirrored:
+        family, mirror = _MIRRORED[dist]
+        return _dist(family, mirror(args), name=name, **kw)
+    return _dist(dist, args, name=name, **kw)
+
+
+def _scale_factor(blk, priors, signed=False):
+    """Build L = diag(s) R for one factor; registers sd_<g> (and cor_<g>).
+
+    ``signed`` (marginalized factors): where the SD prior is a half-normal,
+    half-t or half-Cauchy, ``s`` is sampled on the whole real line under the
+    mirrored prior and ``sd = |s|``. The marginal likelihood depends on ``L``
+    only through ``L L^T = diag(s) R R^T diag(s)``, a smooth function of
+    ``s`` (and the same for ``-s``; the LKJ prior is symmetric under the sign
+    flips too), so the posterior of ``|s|`` and of the correlations
+    ``cor = D R R^T D`` (``D = diag(sign s)``) is the model's, but an SD that
+    may be near 0 is no longer sampled as ``log sd``, whose long left tail
+    (skewness -4 for dillonE1's slope SDs) set NUTS's step size.
+    """
     sd_pri = {p.coef: p for p in priors if p.cls == "sd" and p.group == blk.name}
     cor = next((p for p in priors if p.cls == "cor" and p.group == blk.name), None)
-    Rs, sds = [], []
+    Rs, ss, any_signed = [], [], False
     for k, grp in enumerate(blk.corr_groups):
         pri = [sd_pri[blk.terms[i]] for i in grp]
         suffix = "" if len(blk.corr_groups) == 1 else f"_{k}"
+        mirrored = signed and pri[0].dist in _MIRRORED
         if len(grp) == 1:
-            sd = _dist(pri[0].dist, pri[0].args, name=f"sd_{blk.name}__{blk.terms[grp[0]]}")
+            name = f"sd_{blk.name}__{blk.terms[grp[0]]}"
+            s = _sd_rv(pri[0].dist, pri[0].args, f"{name}__raw" if mirrored else name, mirrored)
             Rs.append(pt.ones((1, 1)))
-            sds.append(sd.reshape((1,)))
+            ss.append(s.reshape((1,)))
         else:
             # SDs and correlations apart (brms's parameterization): lkj.py says why not LKJCholeskyCov.
             d = len(grp)
             args = tuple(np.array([p.args[i] for p in pri]) for i in range(len(pri[0].args)))
-            sds.append(_dist(pri[0].dist, args, name=f"sd_{blk.name}{suffix}__raw", shape=d))
+            s = _sd_rv(pri[0].dist, args, f"sd_{blk.name}{suffix}__raw", mirrored, shape=d)
+            ss.append(s)
             c = pm.LKJCorr(f"cor_{blk.name}{suffix}__raw", n=d, eta=cor.args[0], default_transform=None,
                            transform=CPCTransform(d))
             Rs.append(cholesky_of_corr(c, d))
+        any_signed = any_signed or mirrored
     R = Rs[0] if len(Rs) == 1 else block_diag(*Rs)
-    sd = pm.Deterministic(f"sd_{blk.name}", pt.concatenate(sds), dims=f"{blk.name}__effect")
+    s = pt.concatenate(ss)
+    sd = pm.Deterministic(f"sd_{blk.name}", pt.abs(s) if any_signed else s, dims=f"{blk.name}__effect")
     if blk.correlated:
-        pm.Deterministic(f"cor_{blk.name}", pt.dot(R, R.T), dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
-    return sd[:, None] * R
+        corr = pt.dot(R, R.T)
+        if any_signed:
+            sign = pt.switch(pt.ge(s, 0.0), 1.0, -1.0)
+            corr = corr * sign[:, None] * sign[None, :]
+        pm.Deterministic(f"cor_{blk.name}", corr, dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
+    return (s if any_signed else sd)[:, None] * R
 
 
 def marginal_data(design, plan) -> MarginalData:
@@ -179,11 +219,13 @@ def _sampled_effects(blk, L, w):
     return pm.Deterministic(f"r_{blk.name}", z * (sd / scale), dims=dims)
 
 
-def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Model:
+def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds=True) -> pm.Model:
     """Assemble the PyMC model for ``design`` with resolved ``priors`` under ``plan``.
 
     ``partial_centring=False`` keeps every sampled factor non-centred (the
     same model, another parameterization; :mod:`bayeslmm.centring`).
+    ``signed_sds=False`` samples every SD as ``log sd`` (the same model;
+    see :func:`_scale_factor` for the signed SDs of marginalized factors).
 
     Cost per log-density evaluation: O(N (p + sum_k d_k)) for the sampled
     part; the marginal likelihood's cost is given in :mod:`bayeslmm.ops`.
@@ -194,7 +236,7 @@ def build_model(design, priors, plan, md=None, partial_centring=True) -> pm.Mode
         offset = pt.zeros(design.n)
         centring = _centring(design, plan, partial_centring)
         for blk in design.blocks:
-            L = _scale_factor(blk, priors)
+            L = _scale_factor(blk, priors, signed=signed_sds and blk.name in plan.marginalized)
             Ls[blk.name] = L
             if blk.name in plan.marginalized:
                 # Read back by recover.py to draw the effects; dropped from the posterior there.
