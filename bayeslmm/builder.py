@@ -132,7 +132,8 @@ def _scale_factor(blk, priors, signed=False):
     flips too), so the posterior of ``|s|`` and of the correlations
     ``cor = D R R^T D`` (``D = diag(sign s)``) is the model's, but an SD that
     may be near 0 is no longer sampled as ``log sd``, whose long left tail
-    (skewness -4 for dillonE1's slope SDs) set NUTS's step size.
+    (skewness -4 for dillonE1's slope SDs) NUTS explored slowly: those SDs
+    had the smallest ESS of the fit (``docs/marginalization.md``).
     """
     sd_pri = {p.coef: p for p in priors if p.cls == "sd" and p.group == blk.name}
     cor = next((p for p in priors if p.cls == "cor" and p.group == blk.name), None)
