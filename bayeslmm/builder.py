@@ -33,6 +33,7 @@ from pytensor.tensor.slinalg import block_diag
 from .centring import centring_weights
 from .lkj import CPCTransform, cholesky_of_corr
 from .ops import FactorData, MarginalData, marginal_loglik
+from .priors import whole_of
 
 __all__ = ["build_model", "coords_of", "marginal_data"]
 
@@ -104,23 +105,6 @@ def _fixed_effects(design, priors):
     return mu, beta
 
 
-#: SD prior families whose density, mirrored about 0, is smooth there: the
-#: symmetric family each is the half of, with its arguments.
-_MIRRORED = {
-    "half_normal": ("normal", lambda a: (0.0, a[0])),
-    "half_student_t": ("student_t", lambda a: (a[0], 0.0, a[1])),
-    "half_cauchy": ("cauchy", lambda a: (0.0, a[0])),
-}
-
-
-def _sd_rv(dist, args, name, mirrored, **kw):
-    """The SD prior ``dist`` as an RV, or with ``mirrored`` its mirror image on the real line (:data:`_MIRRORED`)."""
-    if mirrored:
-        family, mirror = _MIRRORED[dist]
-        return _dist(family, mirror(args), name=name, **kw)
-    return _dist(dist, args, name=name, **kw)
-
-
 def _scale_factor(blk, priors, signed=False):
     """Build L = diag(s) R for one factor; registers sd_<g> (and cor_<g>).
 
@@ -141,32 +125,35 @@ def _scale_factor(blk, priors, signed=False):
     for k, grp in enumerate(blk.corr_groups):
         pri = [sd_pri[blk.terms[i]] for i in grp]
         suffix = "" if len(blk.corr_groups) == 1 else f"_{k}"
-        mirrored = signed and pri[0].dist in _MIRRORED
+        args = pri[0].args if len(grp) == 1 else tuple(np.array([p.args[i] for p in pri])
+                                                          for i in range(len(pri[0].args)))
+        # The mirrored prior (normal, Student-t, Cauchy) of a half one; others keep log sd.
+        whole = whole_of(pri[0].dist, args) if signed else None
+        dist = whole or (pri[0].dist, args)
         if len(grp) == 1:
             name = f"sd_{blk.name}__{blk.terms[grp[0]]}"
-            s = _sd_rv(pri[0].dist, pri[0].args, f"{name}__raw" if mirrored else name, mirrored)
+            s = _dist(*dist, name=f"{name}__raw" if whole else name)
             Rs.append(pt.ones((1, 1)))
             ss.append(s.reshape((1,)))
         else:
             # SDs and correlations apart (brms's parameterization): lkj.py says why not LKJCholeskyCov.
             d = len(grp)
-            args = tuple(np.array([p.args[i] for p in pri]) for i in range(len(pri[0].args)))
-            s = _sd_rv(pri[0].dist, args, f"sd_{blk.name}{suffix}__raw", mirrored, shape=d)
+            s = _dist(*dist, name=f"sd_{blk.name}{suffix}__raw", shape=d)
             ss.append(s)
             c = pm.LKJCorr(f"cor_{blk.name}{suffix}__raw", n=d, eta=cor.args[0], default_transform=None,
                            transform=CPCTransform(d))
             Rs.append(cholesky_of_corr(c, d))
-        any_signed = any_signed or mirrored
+        any_signed = any_signed or whole is not None
     R = Rs[0] if len(Rs) == 1 else block_diag(*Rs)
     s = pt.concatenate(ss)
-    sd = pm.Deterministic(f"sd_{blk.name}", pt.abs(s) if any_signed else s, dims=f"{blk.name}__effect")
+    pm.Deterministic(f"sd_{blk.name}", pt.abs(s) if any_signed else s, dims=f"{blk.name}__effect")
     if blk.correlated:
         corr = pt.dot(R, R.T)
         if any_signed:
             sign = pt.switch(pt.ge(s, 0.0), 1.0, -1.0)
             corr = corr * sign[:, None] * sign[None, :]
         pm.Deterministic(f"cor_{blk.name}", corr, dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
-    return (s if any_signed else sd)[:, None] * R
+    return s[:, None] * R
 
 
 def marginal_data(design, plan) -> MarginalData:

@@ -44,6 +44,19 @@ _POSITIVE = ("sd", "sigma")
 _HALF_OF = {"normal": "half_normal", "student_t": "half_student_t", "cauchy": "half_cauchy"}
 
 
+def whole_of(dist: str, args: tuple):
+    """``(family, args)`` of the symmetric prior whose half is ``dist``, or None for other families.
+
+    The inverse of the half versions that location-0 priors on SDs become
+    (:func:`_honour`): ``half_student_t(nu, s)`` -> ``student_t(nu, 0, s)``,
+    ``half_normal(s)`` -> ``normal(0, s)``, ``half_cauchy(s)`` -> ``cauchy(0, s)``.
+    """
+    whole = next((w for w, half in _HALF_OF.items() if half == dist), None)
+    if whole is None:
+        return None
+    return whole, ((args[0], 0.0, args[1]) if whole == "student_t" else (0.0, args[0]))
+
+
 def parse_dist(text: str) -> tuple[str, tuple[float, ...]]:
     """``"normal(0, 2.5)"`` -> ``("normal", (0.0, 2.5))``."""
     m = re.fullmatch(r"\s*([A-Za-z_]+)\s*\((.*)\)\s*", text or "")

@@ -62,3 +62,15 @@ def test_parse_errors(text, err):
 def test_unknown_class():
     with pytest.raises(ValueError, match="Unknown prior class"):
         Prior("normal(0, 1)", "beta")
+
+
+@pytest.mark.parametrize("text, whole", [("student_t(3, 0, 2.5)", ("student_t", (3.0, 0.0, 2.5))),
+                                         ("normal(0, 2)", ("normal", (0.0, 2.0))),
+                                         ("cauchy(0, 1.5)", ("cauchy", (0.0, 1.5)))])
+def test_whole_of_inverts_the_half_prior_of_an_sd(text, whole):
+    from bayeslmm.priors import _honour, whole_of
+
+    half = _honour(Prior(text, "sd"))
+    assert half[0].startswith("half_")
+    assert whole_of(*half) == whole
+    assert whole_of("exponential", (1.0,)) is None and whole_of("gamma", (2.0, 1.0)) is None
