@@ -1,29 +1,56 @@
 """bayeslmm: Bayesian linear mixed models from lme4/brms formulas, on PyMC,
-with exact marginalization of the group-level effects inside HMC."""
+with exact marginalization of the group-level effects inside HMC.
 
-import os as _os
+The user-facing driver is :class:`BayesLMM`; the stages it runs are public
+too, in the order data flows through them::
 
-# NumPyro runs chains in parallel only with one XLA host device per chain; the
-# flag must be set before JAX starts, so it is set here, once, unless the user
-# already chose.
-if "xla_force_host_platform_device_count" not in _os.environ.get("XLA_FLAGS", ""):
-    _os.environ["XLA_FLAGS"] = (
-        _os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_os.cpu_count() or 1}"
-    ).strip()
+    parse_formula -> build_design -> resolve_priors -> resolve_plan
+        -> build_model -> sample -> recover_effects -> LMMFit
 
-import logging as _logging  # noqa: E402
+Importing the package changes nothing in the process: it adds a
+``NullHandler`` to the ``bayeslmm`` logger (the plan a fit chose is logged
+at INFO there, for users who configure logging), and a fit sets what it
+needs (float64 in JAX, one BLAS thread) for its own duration only.
+"""
 
-# Like PyMC's own logger: the plan that marginalize="auto" chose is shown by default.
-_log = _logging.getLogger("bayeslmm")
-if not _log.handlers:
-    _h = _logging.StreamHandler()
-    _h.setFormatter(_logging.Formatter("%(message)s"))
-    _log.addHandler(_h)
-    _log.setLevel(_logging.INFO)
+import logging as _logging
 
-from .lmm import BayesLMM  # noqa: E402
-from .io import load  # noqa: E402
-from .priors import Prior  # noqa: E402
+from .api import BayesLMM
+from .model import (
+    Design,
+    MarginalizationPlan,
+    Prior,
+    ReBlock,
+    build_design,
+    parse_formula,
+    resolve_plan,
+    resolve_priors,
+)
+from .posterior import LMMFit, compare, recover_effects
+from .pymc_model import build_model
+from .sampling import sample
 
-__all__ = ["BayesLMM", "Prior", "load", "__version__"]
+_logging.getLogger("bayeslmm").addHandler(_logging.NullHandler())
+
+load = LMMFit.load
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "BayesLMM",
+    "Design",
+    "LMMFit",
+    "MarginalizationPlan",
+    "Prior",
+    "ReBlock",
+    "__version__",
+    "build_design",
+    "build_model",
+    "compare",
+    "load",
+    "parse_formula",
+    "recover_effects",
+    "resolve_plan",
+    "resolve_priors",
+    "sample",
+]

@@ -26,7 +26,8 @@ import numpy as np
 from _common import print_table, write_json
 from threadpoolctl import threadpool_limits
 
-from bayeslmm.ops import FactorData, MarginalData, marginal_logp
+from bayeslmm.model.design import ReBlock
+from bayeslmm.ops import MarginalData, marginal_logp
 
 
 def simulate(n, n_subj=50, n_item=40, seed=0):
@@ -37,7 +38,7 @@ def simulate(n, n_subj=50, n_item=40, seed=0):
     u_s = rng.normal(size=(n_subj, 2)) * [0.3, 0.1]
     u_i = rng.normal(size=(n_item, 2)) * [0.2, 0.05]
     y = 6.0 + 0.05 * x + np.sum(X * (u_s[subj] + u_i[item]), 1) + rng.normal(0, 0.4, n)
-    factors = [FactorData("subj", subj, X, n_subj), FactorData("item", item, X, n_item)]
+    factors = [ReBlock.of(subj, X, n_subj, name="subj"), ReBlock.of(item, X, n_item, name="item")]
     return y, X, factors
 
 

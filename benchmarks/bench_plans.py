@@ -25,7 +25,7 @@ import warnings
 from _common import datasets, grad_time, posterior_metrics, print_table, write_json
 
 from bayeslmm import BayesLMM
-from bayeslmm.builder import build_model
+from bayeslmm import build_model
 
 ALL = ["dillonE1", "english", "dutch", "pupil", "stroop", "eeg", "grouseticks", "crossed_50x40", "insteval_shaped"]
 

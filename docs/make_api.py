@@ -1,28 +1,18 @@
 """Write docs/api.md from the docstrings of the public API: ``python docs/make_api.py``.
 
-tests/test_docs.py fails when docs/api.md is out of date.
+The public API is what ``bayeslmm`` and each of its rooms export in
+``__all__``; tests/test_docs.py fails when docs/api.md is out of date.
 """
 
+import importlib
 import inspect
 from pathlib import Path
 
-import bayeslmm
-from bayeslmm import io, loglik, plan, plots, predict, priors, results
-from bayeslmm import lkj, ops
-
-SECTIONS = [
-    ("Model", [bayeslmm.BayesLMM, priors.Prior]),
-    ("Fit", [results.LMMFit, results.FitSummary]),
-    ("Marginalization plan", [plan.resolve_plan, plan.MarginalizationPlan, plan.grad_seconds,
-                              plan.level_information, plan.grads_per_draw_factor, plan.plan_cost]),
-    ("LKJ correlations (sampled apart from the SDs)", [lkj.CPCTransform, lkj.corr_cholesky, lkj.cholesky_of_corr]),
-    ("Predictions", [predict.predict, predict.posterior_predictive, predict.prior_predictive]),
-    ("Log-likelihood and LOO", [loglik.log_likelihood, loglik.loo]),
-    ("Plots", [getattr(plots, n) for n in sorted(dir(plots)) if n.startswith("plot_")]),
-    ("Save and load", [io.save, io.load]),
-    ("Marginal log-density (ops)", [ops.MarginalData, ops.FactorData, ops.marginal_logp, ops.recover_batch,
-                                    ops.conditional_mean, ops.MarginalGaussianLogp, ops.marginal_loglik]),
-]
+ROOMS = ["bayeslmm", "bayeslmm.model", "bayeslmm.ops", "bayeslmm.pymc_model", "bayeslmm.sampling",
+         "bayeslmm.posterior"]
+# Modules whose __all__ the rooms re-export only in part, documented in full.
+MODULES = ["bayeslmm.model.plan", "bayeslmm.model.moments", "bayeslmm.pymc_model.lkj",
+           "bayeslmm.posterior.predict", "bayeslmm.posterior.plots", "bayeslmm.datasets"]
 
 
 def _entry(obj, prefix="", level="###"):
@@ -32,23 +22,43 @@ def _entry(obj, prefix="", level="###"):
     except (TypeError, ValueError):
         sig = ""
     doc = inspect.getdoc(obj) or "(no docstring)"
-    out = [f"{level} `{name}{sig if not inspect.isclass(obj) else ''}`", "", "```text", doc, "```", ""]
+    kind = "property " if isinstance(obj, property) else ""
+    out = [f"{level} {kind}`{name}{sig if not inspect.isclass(obj) else ''}`", "", "```text", doc, "```", ""]
     if inspect.isclass(obj):
         for mname, m in inspect.getmembers(obj):
-            if mname.startswith("_") or not (inspect.isfunction(m) or isinstance(m, property)):
+            if mname.startswith("_"):
                 continue
-            if inspect.isfunction(m) and m.__qualname__.split(".")[0] != obj.__name__:
-                continue
-            fn = m.fget if isinstance(m, property) else m
-            out += _entry(fn, f"{obj.__name__}.", "####")
+            if isinstance(m, property):
+                out += _property(m, f"{obj.__name__}.{mname}")
+            elif inspect.isfunction(m) or inspect.ismethod(m):
+                if m.__qualname__.split(".")[0] != obj.__name__:
+                    continue
+                out += _entry(m, f"{obj.__name__}.", "####")
     return out
 
 
+def _property(p, name):
+    doc = inspect.getdoc(p) or "(no docstring)"
+    return [f"#### property `{name}`", "", "```text", doc, "```", ""]
+
+
 def render() -> str:
-    lines = ["# API reference", "", "Generated from the docstrings by `python docs/make_api.py`; do not edit by hand.", ""]
-    for title, objs in SECTIONS:
-        lines += [f"## {title}", ""]
+    lines = ["# API reference", "",
+             "Generated from the docstrings by `python docs/make_api.py`; do not edit by hand. "
+             "Each section is a module's `__all__`; an object appears once, where it is first exported.", ""]
+    seen = set()
+    for modname in ROOMS + MODULES:
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            continue
+        objs = [getattr(mod, n) for n in getattr(mod, "__all__", []) if not n.startswith("__")]
+        objs = [o for o in objs if (inspect.isclass(o) or callable(o)) and id(o) not in seen]
+        if not objs:
+            continue
+        lines += [f"## `{modname}`", "", (inspect.getdoc(mod) or "").split("\n\n")[0], ""]
         for obj in objs:
+            seen.add(id(obj))
             lines += _entry(obj)
     return "\n".join(lines)
 

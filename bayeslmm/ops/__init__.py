@@ -1,38 +1,38 @@
-"""Marginal Gaussian log-density of linear mixed models: kernels and PyTensor Ops.
+"""The marginal log-density math: pure JAX functions, and their PyTensor Op.
 
-Importing this package turns on float64 in JAX. The marginal log-density
-subtracts terms of order N log(sigma^2) and r^T r / sigma^2 that nearly cancel,
-and factors matrices whose pivots span many orders of magnitude; float32
-would lose most digits (and JAX silently downcasts to float32 otherwise).
+- :mod:`~bayeslmm.ops.data`: :class:`MarginalData`, the cross-products of the
+  data computed once in NumPy;
+- :mod:`~bayeslmm.ops.linalg`: the blocked Cholesky of
+  ``A = I + Lambda^T Z^T Z Lambda / sigma^2`` and its custom VJPs;
+- :mod:`~bayeslmm.ops.marginal`: the marginal Gaussian log-density and exact
+  draws of the integrated-out effects;
+- :mod:`~bayeslmm.ops.op`: the PyTensor Op and its JAX registration.
+
+May import NumPy, JAX, PyTensor and :mod:`bayeslmm.model`; never PyMC.
+
+Every function computes in float64, which JAX gives only inside
+``jax.enable_x64(True)`` (or with ``jax_enable_x64`` set): the marginal
+log-density subtracts terms of order N log(sigma^2) and r^T r / sigma^2 that
+nearly cancel, and factors matrices whose pivots span many orders of
+magnitude. bayeslmm's fits enter that context themselves, for their
+duration only; :func:`marginal_logp` and the other functions refuse to run
+in float32.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from bayeslmm.ops.kernels import (  # noqa: E402
-    compile_recover_batch,
-    conditional_mean,
-    marginal_logp,
-    recover,
-    recover_batch,
-)
-from bayeslmm.ops.marginal_op import (  # noqa: E402
-    MarginalGaussianLogp,
-    MarginalGaussianLogpGrad,
-    marginal_loglik,
-)
-from bayeslmm.ops.precompute import FactorData, MarginalData  # noqa: E402
+from .data import MarginalData
+from .marginal import compile_recover_batch, conditional_mean, marginal_logp, recover, recover_batch, sampled_mean
+from .op import MarginalGaussianLogp, MarginalGaussianLogpGrad, marginal_loglik, register_jax
 
 __all__ = [
-    "compile_recover_batch",
-    "FactorData",
     "MarginalData",
     "MarginalGaussianLogp",
     "MarginalGaussianLogpGrad",
+    "compile_recover_batch",
     "conditional_mean",
     "marginal_logp",
     "marginal_loglik",
     "recover",
     "recover_batch",
+    "register_jax",
+    "sampled_mean",
 ]

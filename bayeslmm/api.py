@@ -1,0 +1,134 @@
+"""``BayesLMM``: the driver that runs the public stages in order.
+
+    parse_formula -> build_design -> resolve_priors -> resolve_plan
+        -> build_model -> sample -> recover_effects -> LMMFit
+
+Each stage is a public function of the package (``bayeslmm.build_design``
+and so on), and each intermediate result can be inspected, as with lme4's
+``lFormula -> mkLmerDevfun -> optimizeLmer -> mkMerMod``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .model import build_design, prior_table, resolve_plan, resolve_priors
+from .model.checks import check_choice, check_positive_int
+from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
+from .pymc_model import build_model, marginal_data
+from .sampling import SAMPLERS, sample
+from .sampling.heap import release_freed_memory
+from .sampling.xla import options_for
+
+__all__ = ["BayesLMM"]
+
+log = logging.getLogger("bayeslmm")
+
+
+class BayesLMM:
+    """A Bayesian linear mixed model written as an lme4/brms formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"log(rt) ~ cond + (cond | subj) + (1 | item)"``;
+        see docs/formula.md for everything supported.
+    data : pandas.DataFrame
+        Not modified.
+    family : {"gaussian", "lognormal"}
+    priors : Prior or list of Prior, optional
+        Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
+    na_action : {"error", "drop"}
+        What to do with rows that have NaN/inf in the model's columns.
+
+    Each stage can be inspected: ``.design``, ``.get_priors()``,
+    ``.plan(marginalize)``, ``.build_model(marginalize)``.
+    """
+
+    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error"):
+        self.design = build_design(formula, data, family=family, na_action=na_action)
+        self.priors = resolve_priors(self.design, priors)
+        self.formula = self.design.spec.formula
+        self.family = self.design.family.name
+
+    def get_priors(self):
+        """Every prior in use, like brms ``get_prior``: a DataFrame (prior, class, coef, group, source)."""
+        return prior_table(self.priors)
+
+    def plan(self, marginalize="auto"):
+        """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``."""
+        return resolve_plan(self.design, marginalize)
+
+    def build_model(self, marginalize="auto"):
+        """The ``pm.Model`` (for ``marginalize="none"``: non-centred, every effect sampled)."""
+        return build_model(self.design, self.priors, self.plan(marginalize))
+
+    def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
+            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None):
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        marginalize : "none" | "all" | "auto" | factor name | list of factor names
+            Group-level effects integrated out of the likelihood (exactly) and
+            recovered after sampling; "auto" picks the plan with the lowest
+            estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
+        sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
+            With "numpyro", NUTS also checks for U-turns between the halves
+            of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
+        low_memory : bool or None
+            numpyro only. None (the default) or True: run NUTS as short XLA
+            executions, the chains in threads, warm-up started from the
+            curvature at each chain's start (:mod:`bayeslmm.sampling.nuts`):
+            memory bounded however long the run, interruptible at any time.
+            False: NumPyro's own ``MCMC.run``, one execution over all chains.
+
+        Returns
+        -------
+        LMMFit
+
+        Cost: the sampler's gradient evaluations (see docs/marginalization.md
+        for what one costs under each plan), one compilation of the
+        sampler's program, and one blocked factorization per draw to recover
+        the integrated-out effects.
+        """
+        draws = check_positive_int(draws, "draws")
+        tune = check_positive_int(tune, "tune")
+        chains = check_positive_int(chains, "chains")
+        check_choice(sampler, SAMPLERS, "sampler")
+        if low_memory is not None and not isinstance(low_memory, bool):
+            raise TypeError(f"low_memory must be True, False or None, got {low_memory!r}.")
+        if low_memory and sampler != "numpyro":
+            raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
+        if not 0 < float(target_accept) < 1:
+            raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
+        plan = self.plan(marginalize)
+        log.info("bayeslmm: %s", plan.describe())
+
+        t0 = time.perf_counter()
+        md = marginal_data(self.design, plan) if plan.marginalized else None
+        model = build_model(self.design, self.priors, plan, md=md)
+        # A likelihood on sufficient statistics reads no rows per evaluation.
+        options = options_for(0 if plan.sufficient else self.design.n)
+        prepared = start_compiling(self.design, plan, md, chains * draws, options) if md is not None else None
+        idata, t_sample = sample(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
+                                 target_accept=target_accept, random_seed=random_seed, progressbar=progressbar,
+                                 low_memory=low_memory is not False and sampler == "numpyro",
+                                 compiler_options=options)
+        t1 = time.perf_counter()
+        if md is not None:
+            release_freed_memory()
+            recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
+        t2 = time.perf_counter()
+        timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
+        fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+        fit.check_convergence(stacklevel=2)
+        return fit
+
+    def __repr__(self):
+        return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"
+
+    def prior_predictive(self, draws=500, random_seed=None):
+        """Prior and prior predictive draws (InferenceData); see :func:`bayeslmm.posterior.predict.prior_predictive`."""
+        return prior_predictive(self.design, self.priors, draws=draws, random_seed=random_seed)

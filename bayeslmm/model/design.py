@@ -1,0 +1,293 @@
+"""Design: response, fixed-effects matrix and one :class:`ReBlock` per grouping factor.
+
+Random effects are never stored as a dense N x (levels * d) Z. Like
+MixedModels.jl's ``ReMat``, a block holds the group index of each row (N ints)
+and the N x d covariates of its terms; that is all both the unmarginalized
+model (gather) and the marginalized one (scatter-add) need. Memory is
+O(N d) per factor instead of O(N M d).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import formulae as fm
+import numpy as np
+import pandas as pd
+
+from .checks import (
+    check_columns_exist,
+    check_data_frame,
+    check_finite_rows,
+    check_full_rank,
+    check_levels,
+    check_numeric_response,
+)
+from .families import Family, get_family
+from .formula import FormulaSpec, parse_formula
+
+__all__ = ["ReBlock", "Design", "build_design", "NAMESPACE", "factor_labels", "formula_variables",
+           "common_matrix"]
+
+# Functions R users write inline. formulae's own stateful center/scale take
+# precedence where it defines them (they remember the training mean for new data).
+NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log1p": np.log1p, "abs": np.abs,
+             "log10": np.log10, "log2": np.log2, "np": np}
+_RESERVED = set(NAMESPACE) | {"C", "I", "Sum", "Treatment", "S", "T", "levels", "True", "False",
+                              "center", "scale", "standardize", "pow"}
+_IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
+_STRING = re.compile(r"\"[^\"]*\"|'[^']*'")
+
+
+@dataclass(frozen=True, eq=False)
+class ReBlock:
+    """The group-level effects of one grouping factor: the one type for "a grouping factor".
+
+    Row ``n`` of the factor's ``Z`` holds ``values[n]`` in the ``d`` columns of
+    level ``group_index[n]``; ``Z`` itself is never built.
+
+    Attributes
+    ----------
+    name : str
+        The factor as written in the formula ("subj", "a:b").
+    group_index : ndarray of int64, shape (N,)
+        Level of each row, in ``0 .. n_levels-1``.
+    values : ndarray of float64, shape (N, d)
+        Covariates of each term for each row (1 for an intercept).
+    levels : tuple of str
+        Level labels, in the order of ``group_index``; levels without rows are allowed.
+    terms : tuple of str
+        Effect names, e.g. ("Intercept", "c_int").
+    corr_groups : tuple of tuple of int
+        Effects correlated with each other; a singleton is uncorrelated
+        (terms from ``||``, or separate bar terms on the same factor).
+    """
+
+    name: str
+    group_index: np.ndarray
+    values: np.ndarray
+    levels: tuple
+    terms: tuple
+    corr_groups: tuple
+
+    def __post_init__(self):
+        g = np.asarray(self.group_index)
+        z = np.asarray(self.values, dtype=np.float64)
+        if g.ndim != 1 or not np.issubdtype(g.dtype, np.integer):
+            raise ValueError(f"factor {self.name!r}: group_index must be a 1-D integer array")
+        if z.ndim != 2 or z.shape[0] != g.shape[0] or z.shape[1] < 1:
+            raise ValueError(f"factor {self.name!r}: values must have shape (N, d) with N = {g.shape[0]}, "
+                             f"got {z.shape}")
+        m = len(self.levels)
+        if m < 1 or (g.size and (g.min() < 0 or g.max() >= m)):
+            raise ValueError(f"factor {self.name!r}: group_index must lie in [0, {m})")
+        if not np.all(np.isfinite(z)):
+            raise ValueError(f"factor {self.name!r}: values must be finite")
+        if len(self.terms) != z.shape[1]:
+            raise ValueError(f"factor {self.name!r}: {len(self.terms)} term names for {z.shape[1]} columns")
+        object.__setattr__(self, "group_index", g.astype(np.int64, copy=False))
+        object.__setattr__(self, "values", z)
+        object.__setattr__(self, "levels", tuple(self.levels))
+
+    @classmethod
+    def of(cls, group_index, values, n_levels, name="g", correlated=False):
+        """A block from arrays alone: levels "0".."M-1", terms "x0".., correlated or not."""
+        values = np.asarray(values, dtype=np.float64)
+        d = values.shape[1] if values.ndim == 2 else 0
+        groups = (tuple(range(d)),) if correlated else tuple((i,) for i in range(d))
+        return cls(name, np.asarray(group_index), values, tuple(str(i) for i in range(int(n_levels))),
+                   tuple(f"x{i}" for i in range(d)), groups)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def size(self) -> int:
+        """Number of effects ``M d``."""
+        return self.n_levels * self.dim
+
+    @property
+    def correlated(self) -> bool:
+        return any(len(g) > 1 for g in self.corr_groups)
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Everything the model needs from the data, computed once."""
+
+    spec: FormulaSpec
+    family: Family
+    y: np.ndarray  # on the model (Gaussian) scale
+    y_original: np.ndarray
+    X: np.ndarray
+    fixed_names: tuple
+    blocks: tuple  # ReBlock, largest (levels * d) first
+    n_dropped: int = 0
+    fixed_matrix: object = field(default=None, repr=False)  # formulae CommonEffectsMatrix, for new data
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def has_intercept(self) -> bool:
+        return "Intercept" in self.fixed_names
+
+    def block(self, name: str) -> ReBlock:
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"No grouping factor {name!r}; factors are {[b.name for b in self.blocks]}.")
+
+
+def nested_in(inner, outer) -> bool:
+    """Whether every level of factor ``inner`` falls within one level of ``outer`` (and ``outer`` has fewer levels)."""
+    if outer.n_levels >= inner.n_levels:
+        return False
+    pairs = np.unique(np.stack([inner.group_index, outer.group_index]), axis=1)
+    return pairs.shape[1] == inner.n_levels
+
+
+def formula_variables(spec: FormulaSpec) -> list[str]:
+    """Column names a formula refers to (everything not a function or keyword)."""
+    names: dict[str, None] = {}
+    texts = [spec.response, spec.fixed] + [t.expr for t in spec.random]
+    for text in texts:
+        text = _STRING.sub("", text)
+        for m in _IDENT.finditer(text):
+            tok, end = m.group(), m.end()
+            rest = text[end:].lstrip()
+            if tok in _RESERVED or rest.startswith("(") or rest.startswith("=") or tok.startswith("np."):
+                continue
+            if re.fullmatch(r"\.?\d.*", tok):
+                continue
+            names.setdefault(tok)
+    for t in spec.random:
+        for c in t.factor:
+            names.setdefault(c)
+    return list(names)
+
+
+def _labels(col: pd.Series) -> pd.Series:
+    """Level labels as strings; integer-valued floats (1.0) print as integers (1)."""
+    if pd.api.types.is_float_dtype(col):
+        vals = col.to_numpy()
+        if np.all(vals == np.round(vals)):
+            return pd.Series(vals.astype(np.int64), index=col.index).astype(str)
+    return col.astype(str)
+
+
+def factor_labels(data: pd.DataFrame, factor: tuple) -> np.ndarray:
+    """The level label of each row for (the interaction of) the ``factor`` columns: "a", or "a:b" for two."""
+    labels = _labels(data[factor[0]])
+    for c in factor[1:]:
+        labels = labels + ":" + _labels(data[c])
+    return labels.to_numpy()
+
+
+def _sort_key(col: pd.Series):
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes
+    if pd.api.types.is_numeric_dtype(col):
+        return col
+    return col.astype(str)
+
+
+def _group_index(data: pd.DataFrame, factor: tuple) -> tuple[np.ndarray, tuple]:
+    """Group index and labels of (the interaction of) factor columns, sorted like R's factor()."""
+    keys = pd.DataFrame({c: _sort_key(data[c]) for c in factor})
+    labels = factor_labels(data, factor)
+    keys["__label"] = labels
+    order = keys.drop_duplicates().sort_values(list(factor), kind="stable")
+    levels = tuple(order["__label"])
+    index = pd.Index(levels).get_indexer(labels)
+    return index.astype(np.int64), levels
+
+
+def common_matrix(expr: str, data: pd.DataFrame):
+    """formulae's common design matrix for a right-hand side; returns (array, names, matrix object)."""
+    dm = fm.design_matrices(expr, data, na_action="error", extra_namespace=NAMESPACE)
+    common = dm.common
+    if common is None:
+        return np.zeros((len(data), 0)), (), None
+    names = tuple(lbl for term in common.terms.values() for lbl in term.labels)
+    return np.asarray(common.design_matrix, dtype=float), names, common
+
+
+def _random_blocks(spec: FormulaSpec, data: pd.DataFrame) -> list[ReBlock]:
+    by_factor: dict[str, list] = {}
+    for t in spec.random:
+        by_factor.setdefault(t.factor_name, []).append(t)
+    blocks = []
+    for name, terms in by_factor.items():
+        gidx, levels = _group_index(data, terms[0].factor)
+        check_levels(name, len(levels))
+        cols, tnames, groups = [], [], []
+        for t in terms:
+            if t.expr.strip() == "1":
+                vals, names = np.ones((len(data), 1)), ("Intercept",)
+            else:
+                vals, names, _ = common_matrix(t.expr, data)
+            if vals.shape[1] == 0:
+                raise ValueError(f"Random term ({t.expr} | {name}) has no columns.")
+            dup = set(names) & set(tnames)
+            if dup:
+                raise ValueError(
+                    f"Grouping factor {name!r} gets effect(s) {sorted(dup)} from more than one random term; "
+                    "each effect may appear once per factor."
+                )
+            start = len(tnames)
+            idx = tuple(range(start, start + len(names)))
+            groups.extend([idx] if t.correlated else [(i,) for i in idx])
+            cols.append(vals)
+            tnames.extend(names)
+        blocks.append(ReBlock(name, gidx, np.column_stack(cols), levels, tuple(tnames), tuple(groups)))
+    # Largest block first: its part of A is block diagonal, the rest is the dense Schur part.
+    return sorted(blocks, key=lambda b: -b.size)
+
+
+def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str = "error") -> Design:
+    """Validate ``data`` against ``formula`` and build the :class:`Design`.
+
+    Cost: O(N (p + sum_k d_k)) time and memory, plus a pivoted QR of X
+    (O(N p^2)) for the rank check; no dense random-effects matrix.
+    The caller's DataFrame is never modified.
+    """
+    spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
+    fam = get_family(family)
+    check_data_frame(data)
+    variables = formula_variables(spec)
+    check_columns_exist(variables, data, spec.formula)
+    data, n_dropped = check_finite_rows(data, variables, na_action)
+    if n_dropped:
+        warnings.warn(f"Dropped {n_dropped} rows with NaN or infinite values (na_action='drop').", stacklevel=3)
+    data = data.reset_index(drop=True)
+
+    if spec.response in data.columns and not pd.api.types.is_numeric_dtype(data[spec.response]):
+        raise TypeError(f"The response {spec.response!r} must be numeric, got dtype {data[spec.response].dtype}.")
+    try:
+        resp = fm.design_matrices(f"{spec.response} ~ 1", data, na_action="error", extra_namespace=NAMESPACE)
+    except Exception as err:  # formulae's errors do not say which part of the formula failed
+        raise ValueError(f"Could not evaluate the response {spec.response!r}: {err}") from err
+    y_orig = check_numeric_response(resp.response.design_matrix, spec.response)
+    y = fam.to_model_scale(y_orig)
+
+    try:
+        X, fixed_names, fixed_matrix = common_matrix(spec.fixed, data)
+    except Exception as err:
+        raise ValueError(f"Could not build the fixed effects {spec.fixed!r}: {err}") from err
+    check_full_rank(X, fixed_names)
+    try:
+        blocks = _random_blocks(spec, data)
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"Could not build the random terms of {spec.formula!r}: {err}") from err
+    return Design(spec, fam, y, y_orig, X, fixed_names, tuple(blocks), n_dropped, fixed_matrix)

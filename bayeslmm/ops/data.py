@@ -1,0 +1,239 @@
+"""Data-only precomputation for the marginal Gaussian log-density.
+
+Everything here runs once, before sampling, in NumPy. The per-evaluation
+functions of :mod:`bayeslmm.ops.marginal` only touch parameters and the
+arrays stored on :class:`MarginalData`. Factors come as
+:class:`~bayeslmm.model.design.ReBlock` objects (anything with ``name``,
+``group_index``, ``values``, ``n_levels``, ``dim`` and ``size``).
+
+Layout used by the kernels ("internal order"): factors sorted by
+``M_k d_k`` descending (stable); the largest is factor 1, whose block of
+``A`` is block diagonal, and the rest form the dense part of size
+``D2 = sum_{k>=2} M_k d_k``. Within a factor the flat index of level ``j``,
+dimension ``a`` is ``a * M_k + j`` (dimension-major: each effect dimension is
+a contiguous run of M_k numbers, which XLA vectorizes, where an innermost
+axis of length d = 2 would not); factors are concatenated in internal order,
+so a vector of length ``D`` splits as ``[factor 1 | dense part]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayeslmm.model.moments import least_squares
+
+__all__ = ["MarginalData"]
+
+
+def _cross(fa, fb) -> np.ndarray:
+    """``Z_a^T Z_b`` as a dense (M_a d_a, M_b d_b) array, without building Z.
+
+    One bincount per pair of effect dimensions, O(N d_a d_b); memory is the
+    output plus O(N).
+    """
+    out = None
+    for a in range(fa.dim):
+        rows = a * fa.n_levels + fa.group_index
+        for b in range(fb.dim):
+            flat = rows * fb.size + (b * fb.n_levels + fb.group_index)
+            part = np.bincount(flat, weights=fa.values[:, a] * fb.values[:, b],
+                               minlength=fa.size * fb.size)
+            out = part if out is None else np.add(out, part, out=out)
+    return out.reshape(fa.size, fb.size)
+
+
+def _s1(f) -> np.ndarray:
+    """Per-level ``S_j = sum_{n in j} z_n z_n^T``, shape (d, d, M); O(N d^2)."""
+    out = np.empty((f.dim, f.dim, f.n_levels))
+    for a in range(f.dim):
+        for b in range(a, f.dim):
+            out[a, b] = out[b, a] = np.bincount(
+                f.group_index, weights=f.values[:, a] * f.values[:, b], minlength=f.n_levels)
+    return out
+
+
+def _zt(f, x: np.ndarray) -> np.ndarray:
+    """``Z_k^T x`` for ``x`` of shape (N, q), returned as (d_k * M_k, q); O(N d q)."""
+    out = np.empty((f.dim, f.n_levels, x.shape[1]))
+    for a in range(f.dim):
+        for j in range(x.shape[1]):
+            out[a, :, j] = np.bincount(f.group_index, weights=f.values[:, a] * x[:, j],
+                                       minlength=f.n_levels)
+    return out.reshape(f.size, x.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class MarginalData:
+    """Everything the marginal log-density needs from the data, computed once.
+
+    Build with :meth:`MarginalData.build`. Equality and hashing are by identity,
+    so that PyTensor Ops holding the same instance compare equal.
+
+    Attributes
+    ----------
+    mode : {"rows", "sufficient"}
+        How ``r^T r`` and ``Z^T r`` are obtained per evaluation.
+    names : tuple of str
+        Factor names in caller order.
+    order : tuple of int
+        ``order[i]`` is the caller index of the i-th factor in internal order.
+    levels, dims : tuple of int
+        ``M_k`` and ``d_k`` in internal order.
+    n_obs, n_fixed : int
+        ``N`` and ``p``.
+    S1 : ndarray (d1, d1, M1)
+        ``S_{1,j} = sum_{n in j} z_n z_n^T`` for the largest factor.
+    S2 : tuple of ndarray (d_k, d_k, M_k)
+        The same per-level blocks for each factor of the dense part: the
+        block diagonal of ``Z_2^T Z_2``.
+    G21 : tuple of ndarray (d_k, M_k, d1, M1)
+        ``Z_k^T Z_1`` for each dense factor, indexed (dim, level, dim, level).
+    G22x : ndarray (D2, D2) or None
+        The off-diagonal blocks of ``Z_2^T Z_2`` (between different factors
+        of the dense part; zero diagonal blocks); None with one dense factor,
+        the common crossed design, where ``Z_2^T Z_2`` is block diagonal.
+    diag_rows, diag_cols : ndarray of int (sum_k d_k^2 M_k,) or None
+        Where the entries of ``S2`` (flattened) sit in the dense (D2, D2) layout.
+    y, X : ndarray or None
+        Rows mode only.
+    row_groups, row_values : tuple of ndarray (N,) and (d_k, N), or None
+        Rows mode only: group index and transposed covariates per factor
+        (internal order), for ``Z_k^T r`` by segment sums.
+    beta_hat, ete, Xte, XtX, Zte, ZtX : ndarray or None
+        Sufficient mode only: least-squares reference ``beta_hat``,
+        ``e = y - X beta_hat``, ``e^T e``, ``X^T e``, ``X^T X``, ``Z^T e`` (D,)
+        and ``Z^T X`` (D, p) in the internal layout.
+    """
+
+    mode: str
+    names: tuple
+    order: tuple
+    levels: tuple
+    dims: tuple
+    n_obs: int
+    n_fixed: int
+    S1: np.ndarray
+    S2: tuple = ()
+    G21: tuple = ()
+    G22x: np.ndarray | None = None
+    diag_rows: np.ndarray | None = None
+    diag_cols: np.ndarray | None = None
+    y: np.ndarray | None = None
+    X: np.ndarray | None = None
+    row_groups: tuple | None = None
+    row_values: tuple | None = None
+    beta_hat: np.ndarray | None = None
+    ete: float | None = None
+    Xte: np.ndarray | None = None
+    XtX: np.ndarray | None = None
+    Zte: np.ndarray | None = None
+    ZtX: np.ndarray | None = None
+
+    @property
+    def n_factors(self) -> int:
+        return len(self.order)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """``M_k d_k`` in internal order."""
+        return tuple(m * d for m, d in zip(self.levels, self.dims))
+
+    @property
+    def dense_size(self) -> int:
+        """``D2``, the size of the dense part (0 with one factor)."""
+        return sum(self.sizes[1:])
+
+    @classmethod
+    def build(cls, y, X, factors, sufficient: bool) -> "MarginalData":
+        """Precompute the cross-products for ``y = X beta + offset + sum_k Z_k u_k + eps``.
+
+        Parameters
+        ----------
+        y : array (N,)
+        X : array (N, p)
+        factors : list of ReBlock
+            The marginalized factors, in caller order.
+        sufficient : bool
+            If True, store sufficient statistics so that each evaluation costs
+            O(D2^2 (M1 d1 + D2) + D p) independently of N; only valid when no
+            offset enters the mean. If False ("rows" mode) keep y and X and
+            compute ``r`` per evaluation, O(N (p + sum d_k)).
+
+        Notes
+        -----
+        Cost O(N sum_{k,l} d_k d_l + N p^2) time; memory O(D2 M1 d1) for
+        ``Z_2^T Z_1``, plus O(D2^2) for the cross-products between dense
+        factors when there are several, plus O(N) temporaries.
+        """
+        y = np.asarray(y, dtype=np.float64)
+        X = np.asarray(X, dtype=np.float64)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D, got shape {y.shape}")
+        if X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"X must have shape (N, p) with N = {y.shape[0]}, got {X.shape}")
+        if not factors:
+            raise ValueError("at least one marginalized factor is required")
+        for f in factors:
+            if f.group_index.shape[0] != y.shape[0]:
+                raise ValueError(f"factor {f.name!r} has {f.group_index.shape[0]} rows, "
+                                 f"y has {y.shape[0]}")
+
+        order = tuple(sorted(range(len(factors)), key=lambda k: -factors[k].size))
+        fs = [factors[k] for k in order]
+        f1, dense = fs[0], fs[1:]
+        d2 = sum(f.size for f in dense)
+        offsets = np.cumsum([0] + [f.size for f in dense])
+
+        fields = dict(
+            names=tuple(f.name for f in factors), order=order,
+            levels=tuple(f.n_levels for f in fs), dims=tuple(f.dim for f in fs),
+            n_obs=y.shape[0], n_fixed=X.shape[1],
+            S1=_s1(f1), S2=tuple(_s1(f) for f in dense),
+            G22x=None, G21=(), diag_rows=None, diag_cols=None,
+            mode="sufficient" if sufficient else "rows",
+        )
+        if dense:
+            rows, cols = [], []
+            for f, o in zip(dense, offsets):
+                a, b, j = np.meshgrid(np.arange(f.dim), np.arange(f.dim), np.arange(f.n_levels),
+                                      indexing="ij")
+                rows.append((o + a * f.n_levels + j).ravel())
+                cols.append((o + b * f.n_levels + j).ravel())
+            fields["diag_rows"], fields["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
+            if len(dense) > 1:
+                g22 = np.zeros((d2, d2))
+                for i, fa in enumerate(dense):
+                    for j, fb in enumerate(dense[i + 1:], start=i + 1):
+                        blk = _cross(fa, fb)
+                        g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
+                        g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
+                fields["G22x"] = g22
+            fields["G21"] = tuple(
+                _cross(fb, f1).reshape(fb.dim, fb.n_levels, f1.dim, f1.n_levels) for fb in dense)
+
+        if sufficient:
+            # Centre on the least-squares fit: with y ~ 5000 the raw y^T y would
+            # cancel against 2 beta^T X^T y to lose ~8 digits; residuals do not.
+            beta_hat = least_squares(y, X)[0]
+            e = y - X @ beta_hat
+            fields.update(
+                beta_hat=beta_hat, ete=float(e @ e), Xte=X.T @ e, XtX=X.T @ X,
+                Zte=np.concatenate([_zt(f, e[:, None])[:, 0] for f in fs]),
+                ZtX=np.concatenate([_zt(f, X) for f in fs]),
+                y=None, X=None, row_groups=None, row_values=None,
+            )
+        else:
+            fields.update(
+                y=y, X=X,
+                row_groups=tuple(f.group_index for f in fs),
+                # (d, N): each effect dimension contiguous, one segment sum each.
+                row_values=tuple(np.ascontiguousarray(f.values.T) for f in fs),
+            )
+        return cls(**fields)
+
+    def __repr__(self):
+        parts = ", ".join(f"{self.names[k]}: {m}x{d}"
+                          for k, m, d in zip(self.order, self.levels, self.dims))
+        return f"MarginalData(mode={self.mode!r}, N={self.n_obs}, p={self.n_fixed}, [{parts}])"

@@ -1,0 +1,22 @@
+"""After sampling: recovery of integrated-out effects, the fitted model, predictions, log-likelihood, plots, files.
+
+- :mod:`~bayeslmm.posterior.recover`: exact draws of the marginalized effects;
+- :mod:`~bayeslmm.posterior.results`: :class:`LMMFit` (lme4-named accessors,
+  brms-style tables);
+- :mod:`~bayeslmm.posterior.predict`: predictions, posterior and prior
+  predictive draws;
+- :mod:`~bayeslmm.posterior.loglik`: pointwise log-likelihood, LOO, compare;
+- :mod:`~bayeslmm.posterior.plots`: diagnostic and result plots;
+- :mod:`~bayeslmm.posterior.store`: a fit saved to and read from one file.
+
+May import every earlier room (model, ops, pymc_model, sampling), ArviZ and
+matplotlib (inside the plotting functions only).
+"""
+
+from .loglik import compare, log_likelihood, loo
+from .predict import posterior_predictive, predict, prior_predictive
+from .recover import recover_effects, start_compiling
+from .results import FitSummary, LMMFit
+
+__all__ = ["FitSummary", "LMMFit", "compare", "log_likelihood", "loo", "posterior_predictive", "predict",
+           "prior_predictive", "recover_effects", "start_compiling"]

@@ -1,0 +1,347 @@
+"""Predictions from a fitted model: linear predictor, expected value, posterior and prior predictive draws.
+
+Every prediction is one value per posterior draw, computed from the draws of
+``fixef``, ``sigma`` and the group-level effects ``r_<g>`` in
+``fit.idata.posterior``. For marginalized factors ``r_<g>`` holds the exact
+draws recovered after sampling (:mod:`bayeslmm.posterior.recover`), so marginalized and
+unmarginalized fits predict the same way.
+
+The three kinds follow brms:
+
+- ``"link"``: ``eta = X beta + sum_g Z_g r_g`` (brms ``posterior_linpred``);
+- ``"mean"``: the expected response, ``eta`` for gaussian and
+  ``exp(eta + sigma^2 / 2)`` for lognormal (brms ``posterior_epred``);
+- ``"response"``: draws of a new response (brms ``posterior_predict``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayeslmm.model.design import NAMESPACE, ReBlock, factor_labels, formula_variables
+from bayeslmm.model.formula import FormulaSpec, parse_formula
+
+from .recover import stack_draws
+
+__all__ = ["PredictionRows", "linear_predictor", "posterior_predictive", "predict", "prediction_rows",
+           "prior_predictive"]
+
+KINDS = ("link", "mean", "response")
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One grouping factor's contribution to the rows being predicted.
+
+    ``block`` holds the rows' group index and covariates, its levels the
+    training levels followed by the new ones; ``effects`` the indices of
+    the block's terms that enter the prediction.
+    """
+
+    block: ReBlock
+    effects: tuple
+    n_train: int
+
+    @property
+    def n_new(self) -> int:
+        return self.block.n_levels - self.n_train
+
+
+@dataclass(frozen=True)
+class PredictionRows:
+    """The rows to predict for: the fixed-effects matrix and each kept factor's part."""
+
+    X: np.ndarray  # (n, p)
+    parts: tuple
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+
+# --- re_formula -----------------------------------------------------------------
+
+def _strip_levels(label: str) -> str:
+    """formulae label -> term name: ``f[b]:x`` -> ``f:x``."""
+    return re.sub(r"\[[^\]]*\]", "", label)
+
+
+def _included_effects(design, re_formula) -> dict:
+    """factor -> indices of its effects that ``re_formula`` keeps (factors absent are dropped)."""
+    if re_formula is None:
+        return {b.name: tuple(range(b.dim)) for b in design.blocks}
+    if isinstance(re_formula, float) and np.isnan(re_formula):
+        return {}
+    if not isinstance(re_formula, str):
+        raise TypeError(f"re_formula must be None, 'NA' or a one-sided formula string, got {re_formula!r}.")
+    text = re_formula.strip()
+    if text.upper() == "NA":
+        return {}
+    if not text.startswith("~"):
+        raise ValueError(f"re_formula must be None, 'NA' or start with '~', like '~ (1 | subj)'; got {re_formula!r}.")
+    spec = parse_formula("__response__ " + text)
+    import formulae as fm
+
+    out: dict = {}
+    for t in spec.random:
+        name = t.factor_name
+        try:
+            blk = design.block(name)
+        except KeyError:
+            raise ValueError(f"re_formula names grouping factor {name!r}, which is not in the model; "
+                             f"its factors are {[b.name for b in design.blocks]}.") from None
+        wanted = {"Intercept"} if t.expr.strip() == "1" else {
+            getattr(term, "name", "Intercept") for term in fm.model_description(t.expr).terms}
+        have = {_strip_levels(lbl) for lbl in blk.terms}
+        missing = wanted - have
+        if missing:
+            raise ValueError(f"re_formula asks for effect(s) {sorted(missing)} of {name!r}, but the model's "
+                             f"effects of {name!r} are {list(blk.terms)}.")
+        idx = [i for i, lbl in enumerate(blk.terms) if _strip_levels(lbl) in wanted]
+        out[name] = tuple(sorted(set(out.get(name, ())) | set(idx)))
+    return out
+
+
+# --- rows to predict for --------------------------------------------------------
+
+def _term_values(design, term, newdata: pd.DataFrame) -> np.ndarray:
+    """Columns of one random term on ``newdata``, with the training data's encoding where it is known."""
+    import formulae as fm
+
+    if term.expr.strip() == "1":
+        return np.ones((len(newdata), 1))
+    train = getattr(design.fixed_matrix, "data", None)
+    variables = formula_variables(FormulaSpec(term.expr, "", term.expr, ()))
+    if train is not None and set(variables) <= set(train.columns):
+        # The fixed part's training columns carry the state of stateful transforms and the
+        # categorical levels; evaluating newdata alone would re-derive them from newdata.
+        common = fm.design_matrices(term.expr, train, na_action="error", extra_namespace=NAMESPACE).common
+        return np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
+    common = fm.design_matrices(term.expr, newdata, na_action="error", extra_namespace=NAMESPACE).common
+    return np.asarray(common.design_matrix, dtype=float)
+
+
+def _block_rows(design, blk, newdata, effects, allow_new_levels) -> _Part:
+    terms = [t for t in design.spec.random if t.factor_name == blk.name]
+    missing = [c for c in terms[0].factor if c not in newdata.columns]
+    if missing:
+        raise ValueError(f"newdata lacks grouping column(s) {missing} of factor {blk.name!r}; "
+                         "drop the factor with re_formula to predict without it.")
+    if newdata[list(terms[0].factor)].isna().any().any():
+        raise ValueError(f"newdata has missing values in the grouping column(s) of {blk.name!r}.")
+    labels = factor_labels(newdata, terms[0].factor)
+    gidx = pd.Index(blk.levels).get_indexer(labels)
+    new = tuple(pd.unique(labels[gidx < 0]))
+    if new and not allow_new_levels:
+        shown = ", ".join(map(repr, new[:10])) + (f", ... ({len(new)} in all)" if len(new) > 10 else "")
+        raise ValueError(f"newdata has level(s) of {blk.name!r} not seen in training: {shown}. Pass "
+                         "allow_new_levels=True to draw their effects from the fitted group-level distribution, "
+                         "or drop the factor with re_formula.")
+    if new:
+        gidx = gidx.copy()
+        gidx[gidx < 0] = blk.n_levels + pd.Index(new).get_indexer(labels[gidx < 0])
+    try:
+        values = np.column_stack([_term_values(design, t, newdata) for t in terms])
+    except Exception as err:
+        raise ValueError(f"Could not evaluate the random terms of {blk.name!r} on newdata: {err}") from err
+    if values.shape[1] != blk.dim:
+        raise ValueError(f"The random terms of {blk.name!r} give {values.shape[1]} column(s) on newdata but "
+                         f"{blk.dim} ({list(blk.terms)}) in training: newdata must contain every level of "
+                         "categorical predictors that appear only in random terms.")
+    rows = ReBlock(blk.name, gidx.astype(np.int64), values, blk.levels + new, blk.terms, blk.corr_groups)
+    return _Part(rows, effects, blk.n_levels)
+
+
+def prediction_rows(design, newdata, re_formula, allow_new_levels) -> PredictionRows:
+    """The :class:`PredictionRows` of ``newdata`` (the training rows if None), with the training data's encoding.
+
+    Raises ``ValueError`` for columns newdata lacks, levels not seen in
+    training (unless ``allow_new_levels``) and an invalid ``re_formula``.
+    Cost O(n (p + sum_g d_g)).
+    """
+    keep = _included_effects(design, re_formula)
+    if newdata is None:
+        parts = tuple(_Part(b, keep[b.name], b.n_levels) for b in design.blocks if keep.get(b.name))
+        return PredictionRows(design.X, parts)
+    if not isinstance(newdata, pd.DataFrame):
+        raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
+    newdata = newdata.reset_index(drop=True)
+    if design.fixed_matrix is not None:
+        try:
+            X = np.asarray(design.fixed_matrix.evaluate_new_data(newdata).design_matrix, dtype=float)
+        except Exception as err:
+            raise ValueError(f"Could not evaluate the fixed effects {design.spec.fixed!r} on newdata: {err}") from err
+        X = X.reshape(len(newdata), -1)
+    else:
+        X = np.zeros((len(newdata), 0))
+    parts = tuple(_block_rows(design, b, newdata, keep[b.name], allow_new_levels) for b in design.blocks
+                  if keep.get(b.name))
+    return PredictionRows(X, parts)
+
+
+# --- draws ----------------------------------------------------------------------
+
+def _chol_cov(post, blk, sl) -> np.ndarray:
+    """Cholesky factors of Sigma_g = diag(sd) cor diag(sd), one per draw: (S, d, d)."""
+    sd = stack_draws(post[f"sd_{blk.name}"])[sl]
+    cor_name = f"cor_{blk.name}"
+    if cor_name not in post:
+        return sd[:, :, None] * np.eye(blk.dim)
+    cor = stack_draws(post[cor_name])[sl]
+    try:
+        R = np.linalg.cholesky(cor)
+    except np.linalg.LinAlgError:
+        # A correlation at +-1 to rounding: take the symmetric square root instead.
+        w, V = np.linalg.eigh(cor)
+        R = V * np.sqrt(np.clip(w, 0, None))[:, None, :]
+    return sd[:, :, None] * R
+
+
+def _draws_for(post, part, sl, rng) -> np.ndarray:
+    """Group effects (S, n_levels + n_new, d): the posterior's, then fresh N(0, Sigma_g) draws for new levels."""
+    blk = part.block
+    r = stack_draws(post[f"r_{blk.name}"])[sl]
+    if not part.n_new:
+        return r
+    L = _chol_cov(post, blk, sl)
+    z = rng.standard_normal((r.shape[0], part.n_new, blk.dim))
+    return np.concatenate([r, np.einsum("snk,sdk->snd", z, L)], axis=1)
+
+
+def linear_predictor(posterior, rows: PredictionRows, sl=slice(None), rng=None) -> np.ndarray:
+    """``eta = X beta + sum_g Z_g r_g`` for the draws in ``sl`` of the flattened (chain * draw) posterior: (S, n).
+
+    ``rng`` draws the effects of new levels (needed only if ``rows`` has
+    some). Cost O(S n (p + sum_g d_g)).
+    """
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    S = len(range(n_draws)[sl])
+    if rows.X.shape[1]:
+        eta = stack_draws(posterior["fixef"])[sl] @ rows.X.T
+    else:
+        eta = np.zeros((S, rows.n))
+    for part in rows.parts:
+        r = _draws_for(posterior, part, sl, rng)
+        for e in part.effects:
+            eta += part.block.values[:, e] * r[:, part.block.group_index, e]
+    return eta
+
+
+def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="mean",
+            sample_new_levels="gaussian", random_seed=None) -> np.ndarray:
+    """Posterior draws of predictions, like brms ``posterior_epred`` / ``posterior_predict``.
+
+    Parameters
+    ----------
+    fit : LMMFit
+    newdata : pandas.DataFrame, optional
+        Rows to predict for; the training rows if None. Needs the columns of
+        the fixed part and of the random terms kept by ``re_formula`` (not
+        the response). Categorical levels and stateful transforms
+        (``center``, ``scale``) use the training data's encoding.
+    re_formula : None, "NA" or str
+        Which group-level effects enter: None all of them (brms
+        ``re_formula = NULL``); ``"NA"`` or ``"~ 0"`` none (brms ``NA``);
+        ``"~ (1 | subj)"`` only the listed effects, matched by factor and
+        effect name (``(cond | subj)`` keeps subj's intercept and cond).
+        Population-level terms in ``re_formula`` are ignored, as in brms.
+    allow_new_levels : bool
+        If False, levels of ``newdata`` unseen in training raise
+        ``ValueError``. If True, each new level gets, per posterior draw, an
+        effect drawn from N(0, Sigma_g), Sigma_g = diag(sd) cor diag(sd)
+        (brms ``sample_new_levels = "gaussian"``).
+    kind : {"mean", "response", "link"}
+        ``"mean"``: expected response (``exp(eta + sigma^2/2)`` for
+        lognormal, as brms ``posterior_epred``); ``"response"``: new
+        observations, on the response's original scale; ``"link"``: the
+        linear predictor eta on the model (Gaussian) scale.
+    sample_new_levels : {"gaussian"}
+    random_seed : int or numpy.random.Generator, optional
+        Seeds new-level effects and response noise; the same seed gives the
+        same draws.
+
+    Returns
+    -------
+    ndarray, shape (chains * draws, n_rows)
+        Draws in chain-major order (``idata.posterior.stack(sample=("chain", "draw"))``).
+
+    Cost: O(S (n p + n sum_g d_g)) time and O(S n) memory for S draws and n rows.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    if sample_new_levels != "gaussian":
+        raise ValueError(f"sample_new_levels={sample_new_levels!r} is not supported; only 'gaussian' is.")
+    rng = np.random.default_rng(random_seed)
+    rows = prediction_rows(fit.design, newdata, re_formula, allow_new_levels)
+    eta = linear_predictor(fit.posterior, rows, rng=rng)
+    if kind == "link":
+        return eta
+    sigma = stack_draws(fit.posterior["sigma"])[:, None]
+    log_scale = fit.design.family.log_scale
+    if kind == "mean":
+        return np.exp(eta + sigma ** 2 / 2) if log_scale else eta
+    y = eta + sigma * rng.standard_normal(eta.shape)
+    return np.exp(y) if log_scale else y
+
+
+def posterior_predictive(fit, random_seed=None):
+    """Add ``posterior_predictive`` (``y``, dims chain, draw, obs) and ``observed_data`` to ``fit.idata``.
+
+    The draws are new responses for the training rows, conditional on each
+    posterior draw of every parameter and group-level effect (recovered ones
+    included), on the scale of the formula's left-hand side (the original y
+    for lognormal). Existing groups of those names are replaced.
+    Cost: that of ``predict(fit, kind="response")``. Returns ``fit.idata``.
+    """
+    import xarray as xr
+
+    post = fit.posterior
+    y = predict(fit, kind="response", random_seed=random_seed)
+    n = fit.design.n
+    obs = np.arange(n)
+    pp = xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(post.sizes["chain"], post.sizes["draw"], n))},
+                    coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": obs})
+    observed = xr.Dataset({"y": ("obs", np.asarray(fit.design.y_original, dtype=float))}, coords={"obs": obs})
+    for g in ("posterior_predictive", "observed_data"):
+        if g in fit.idata.groups():
+            delattr(fit.idata, g)
+    fit.idata.add_groups(posterior_predictive=pp, observed_data=observed)
+    return fit.idata
+
+
+def prior_predictive(design, priors, draws=500, random_seed=None):
+    """Draws from the prior and the prior predictive distribution of the model of ``design`` and ``priors``.
+
+    Runs ``pm.sample_prior_predictive`` on the unmarginalized model: the
+    prior is the same whatever is marginalized. The prior group holds every
+    parameter, ``r_<g>`` included; ``prior_predictive`` holds ``y`` (dims
+    chain, draw, obs) on the scale of the formula's left-hand side.
+
+    Cost: one compile of the forward graph plus O(draws N) sampling.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``prior``, ``prior_predictive`` and ``observed_data``.
+    """
+    import pymc as pm
+
+    from bayeslmm.model.checks import check_positive_int
+    from bayeslmm.model.plan import resolve_plan
+    from bayeslmm.pymc_model import build_model
+    from bayeslmm.sampling import drop_internal
+
+    draws = check_positive_int(draws, "draws")
+    with build_model(design, priors, resolve_plan(design, "none")):
+        idata = drop_internal(pm.sample_prior_predictive(draws=draws, random_seed=random_seed))
+    # PyMC names the observation dim y_dim_0; posterior_predictive and log_likelihood use obs.
+    for g in ("prior_predictive", "observed_data"):
+        if g in idata.groups():
+            dims = [d for d in getattr(idata, g)["y"].dims if d not in ("chain", "draw")]
+            if dims and dims[0] != "obs":
+                idata.rename({dims[0]: "obs"}, groups=g, inplace=True)
+    return idata

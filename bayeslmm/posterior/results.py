@@ -1,0 +1,335 @@
+"""The fitted model: lme4-named accessors and brms-style tables.
+
+Every table is computed from the posterior draws in ``idata`` with ArviZ's
+own diagnostics (``az.rhat``, ``az.ess``), so marginalized and
+unmarginalized fits are read the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from . import store
+from .loglik import log_likelihood, loo
+from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
+from .predict import posterior_predictive, predict
+
+__all__ = ["LMMFit", "FitSummary", "draw_table"]
+
+_COLS = ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
+
+
+@contextlib.contextmanager
+def quiet_diagnostics():
+    """ArviZ's Rhat and ESS computed with NumPy, their warnings silenced.
+
+    With numba installed (PyTensor depends on it) ArviZ JIT-compiles its
+    variance helper the first time a process calls ``az.rhat``: 0.15-0.3 s,
+    paid inside ``fit`` by its convergence check, for arrays of a few
+    thousand draws that NumPy reduces in a millisecond. Same values
+    either way; ArviZ's setting is restored on leaving.
+    """
+    numba = getattr(az, "Numba", None)
+    was_on = bool(getattr(numba, "numba_flag", False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if was_on:
+            numba.disable_numba()
+        try:
+            yield
+        finally:
+            if was_on:
+                numba.numba_flag = True
+
+
+def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
+    """One row per named (chain, draw) array: mean, SD, central interval, Rhat, bulk and tail ESS."""
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    rows = {}
+    for name, a in draws.items():
+        flat = a.reshape(-1)
+        row = {"Estimate": flat.mean(), "Est.Error": flat.std(ddof=1) if flat.size > 1 else np.nan,
+               f"Q{100 * lo:g}": np.quantile(flat, lo), f"Q{100 * hi:g}": np.quantile(flat, hi)}
+        if diagnostics:
+            with quiet_diagnostics():
+                row["Rhat"] = float(az.rhat(a)) if a.shape[0] > 1 else np.nan
+                row["Bulk_ESS"] = float(az.ess(a, method="bulk"))
+                row["Tail_ESS"] = float(az.ess(a, method="tail"))
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+class FitSummary:
+    """brms-like summary; ``.tables`` holds every part as a DataFrame."""
+
+    def __init__(self, header: list[str], tables: dict, notes: list[str]):
+        self.header, self.tables, self.notes = header, tables, notes
+
+    def __getitem__(self, key):
+        return self.tables[key]
+
+    def _fmt(self, df):
+        out = df.copy()
+        for c in ("Bulk_ESS", "Tail_ESS"):
+            if c in out:
+                out[c] = out[c].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.0f}")
+        if "Rhat" in out:
+            out["Rhat"] = out["Rhat"].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.2f}")
+        return out
+
+    def __str__(self):
+        lines = list(self.header)
+        for title, df in self.tables.items():
+            lines += ["", f"{title}:", self._fmt(df).to_string(float_format=lambda v: f"{v:.2f}")]
+        if self.notes:
+            lines += [""] + self.notes
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self):
+        parts = ["<br>".join(self.header)]
+        for title, df in self.tables.items():
+            parts.append(f"<h4>{title}</h4>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
+        parts += [f"<p>{n}</p>" for n in self.notes]
+        return "\n".join(parts)
+
+
+class LMMFit:
+    """A fitted :class:`~bayeslmm.BayesLMM`.
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+        Posterior with ``fixef`` (dims ``fixef_term``), ``sd_<g>`` and
+        ``cor_<g>`` per factor, ``sigma``, and the group-level effects
+        ``r_<g>`` (dims ``<g>__level``, ``<g>__effect``), sampled or recovered.
+    plan : MarginalizationPlan
+    timings : dict
+        Seconds: ``sampling`` (compile included), ``recover``, ``total``.
+    """
+
+    def __init__(self, idata, design, priors, plan, model, sampler, timings):
+        self.idata, self.design, self.priors, self.plan = idata, design, priors, plan
+        self.model, self.sampler, self.timings = model, sampler, timings
+
+    @classmethod
+    def load(cls, path) -> "LMMFit":
+        """Read a fit written by :meth:`save` (``bayeslmm.load``).
+
+        Tables, ``predict``, log-likelihood, LOO and plots work as on the
+        original fit; ``fit.model`` is None (rebuild it with
+        ``bayeslmm.build_model(fit.design, fit.priors, fit.plan)`` if needed).
+        """
+        idata, design, priors, plan, sampler, timings = store.read(path)
+        return cls(idata, design, priors, plan, None, sampler, timings)
+
+    # --- accessors -------------------------------------------------------
+    @property
+    def posterior(self):
+        """``idata.posterior`` (xarray Dataset)."""
+        return self.idata.posterior
+
+    def _sel(self, name, **sel):
+        return np.asarray(self.posterior[name].sel(**sel))
+
+    def fixef(self, summary: bool = True, prob: float = 0.95):
+        """Population-level effects, like lme4 ``fixef`` / brms ``fixef``.
+
+        Returns a DataFrame indexed by term (as formulae writes it:
+        ``Intercept``, ``c_int``, ``cond[b]``) with Estimate, Est.Error and
+        the central ``prob`` interval; ``summary=False`` gives the draws
+        (DataArray chain x draw x term).
+        """
+        if not summary:
+            return self.posterior["fixef"]
+        names = self.design.fixed_names
+        return draw_table({n: self._sel("fixef", fixef_term=n) for n in names}, prob, diagnostics=False)
+
+    def ranef(self, summary: bool = True):
+        """Group-level effects per factor: dict factor -> DataFrame (levels x effects) of posterior means.
+
+        ``summary=False`` gives dict factor -> DataArray of draws.
+        """
+        out = {}
+        for blk in self.design.blocks:
+            da = self.posterior[f"r_{blk.name}"]
+            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+        return out
+
+    def coef(self, summary: bool = True):
+        """Fixed plus group-level effects per level, like lme4 ``coef``.
+
+        Effects without a matching fixed term are the group effects alone.
+        """
+        out = {}
+        fe = self.posterior["fixef"] if self.design.fixed_names else None
+        for blk in self.design.blocks:
+            r = self.posterior[f"r_{blk.name}"]
+            parts = []
+            for t in blk.terms:
+                val = r.sel({f"{blk.name}__effect": t})
+                if fe is not None and t in self.design.fixed_names:
+                    val = val + fe.sel(fixef_term=t)
+                parts.append(val.drop_vars("fixef_term", errors="ignore"))
+            da = r.copy(data=np.stack([np.asarray(p) for p in parts], axis=-1))
+            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+        return out
+
+    def _group_draws(self):
+        draws = {}
+        for blk in self.design.blocks:
+            for t in blk.terms:
+                draws[(blk.name, f"sd({t})")] = self._sel(f"sd_{blk.name}", **{f"{blk.name}__effect": t})
+            for grp in blk.corr_groups:
+                for a in range(len(grp)):
+                    for b in range(a):
+                        ta, tb = blk.terms[grp[b]], blk.terms[grp[a]]
+                        draws[(blk.name, f"cor({ta},{tb})")] = self._sel(
+                            f"cor_{blk.name}", **{f"{blk.name}__effect": ta, f"{blk.name}__effect_bis": tb})
+        return draws
+
+    def varcorr(self, summary: bool = True, prob: float = 0.95):
+        """SDs and correlations per factor, and the residual SD (lme4 ``VarCorr``).
+
+        DataFrame with a (group, parameter) index: ``sd(Intercept)``,
+        ``cor(Intercept,c_int)``, and ("Residual", "sigma").
+        """
+        draws = self._group_draws()
+        draws[("Residual", "sigma")] = self._sel("sigma")
+        if not summary:
+            return draws
+        df = draw_table({k: v for k, v in draws.items()}, prob, diagnostics=False)
+        df.index = pd.MultiIndex.from_tuples(list(draws), names=["group", "parameter"])
+        return df
+
+    def summary(self, prob: float = 0.95) -> FitSummary:
+        """brms-style summary: group-level, population-level and family parameters with diagnostics."""
+        d = self.design
+        post = self.posterior
+        n_draws = post.sizes["chain"] * post.sizes["draw"]
+        header = [
+            f" Family: {d.family.name}",
+            f"Formula: {d.spec.formula}",
+            f"   Data: {d.n} observations" + (f" ({d.n_dropped} rows with NaN dropped)" if d.n_dropped else ""),
+            f"  Draws: {post.sizes['chain']} chains, each with {post.sizes['draw']} post-warmup draws; "
+            f"total post-warmup draws = {n_draws}",
+            f"Sampler: {self.sampler}; marginalization: {self.plan.describe()}",
+        ]
+        tables = {}
+        notes = []
+        gd = self._group_draws()
+        for blk in d.blocks:
+            tab = draw_table({p: v for (g, p), v in gd.items() if g == blk.name}, prob)
+            tables[f"Group-Level Effects: ~{blk.name} (Number of levels: {blk.n_levels})"] = tab
+            notes += self._singularity_notes(blk.name, tab, gd)
+        if d.fixed_names:
+            tables["Population-Level Effects"] = draw_table(
+                {n: self._sel("fixef", fixef_term=n) for n in d.fixed_names}, prob)
+        tables["Family Specific Parameters"] = draw_table({"sigma": self._sel("sigma")}, prob)
+        n_div = self.n_divergences
+        if n_div:
+            notes.append(f"Warning: there were {n_div} divergent transitions after warmup.")
+        return FitSummary(header, tables, notes)
+
+    def _singularity_notes(self, group, tab, gd):
+        """Bayesian counterpart of lme4's 'boundary (singular) fit' message."""
+        notes = []
+        for name, row in tab.iterrows():
+            draws = gd[(group, name)].reshape(-1)
+            # A well-identified SD has its 2.5% quantile at well over half its median
+            # (dillonE1 sd(subj): 0.75); one whose posterior reaches down to 0 has it
+            # at a small fraction (no group variance, 40 groups: 0.12).
+            if name.startswith("sd(") and np.quantile(draws, 0.025) < 0.2 * np.median(draws):
+                notes.append(f"Note: {group} {name} piles up near 0: the data barely inform this variance "
+                             "(lme4 would report a singular fit). Consider dropping the term or a stronger prior.")
+            if name.startswith("cor(") and abs(row["Estimate"]) > 0.8:
+                notes.append(f"Note: {group} {name} is near {np.sign(row['Estimate']):+.0f}: consider an "
+                             "uncorrelated term (||) or a stronger lkj prior.")
+        return notes
+
+    # --- diagnostics -----------------------------------------------------
+    @property
+    def n_divergences(self) -> int:
+        """Number of divergent transitions after warmup, over all chains."""
+        ss = getattr(self.idata, "sample_stats", None)
+        if ss is None or "diverging" not in ss:
+            return 0
+        return int(np.asarray(ss["diverging"]).sum())
+
+    def max_rhat(self) -> float:
+        """Largest Rhat over fixed effects, SDs, correlations and sigma."""
+        draws = [v for v in self._group_draws().values()] + [self._sel("sigma")]
+        if self.design.fixed_names:
+            draws += [self._sel("fixef", fixef_term=n) for n in self.design.fixed_names]
+        if self.posterior.sizes["chain"] < 2:
+            return float("nan")
+        with quiet_diagnostics():
+            return float(np.nanmax([float(az.rhat(a)) for a in draws]))
+
+    def check_convergence(self, stacklevel=1):
+        """Warn (once per call) of divergent transitions and of Rhat > 1.01, as brms does after a fit."""
+        n_div = self.n_divergences
+        if n_div:
+            warnings.warn(
+                f"There were {n_div} divergent transitions after warmup. Increasing target_accept above "
+                "the current value may help.", UserWarning, stacklevel=stacklevel + 1)
+        rhat = self.max_rhat()
+        if np.isfinite(rhat) and rhat > 1.01:
+            warnings.warn(
+                f"Parts of the model have not converged (largest Rhat {rhat:.3f} > 1.01). Be careful when "
+                "analysing the results! Run more iterations and/or set stronger priors.", UserWarning,
+                stacklevel=stacklevel + 1)
+
+    # --- analysis: predictions, log-likelihood, plots, save (thin wrappers) ---
+    def predict(self, newdata=None, re_formula=None, allow_new_levels=False, kind="mean",
+                sample_new_levels="gaussian", random_seed=None):
+        """Posterior draws (draws x rows) of predictions; see :func:`bayeslmm.posterior.predict.predict`."""
+        return predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                       kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+
+    def posterior_predictive(self, random_seed=None):
+        """Draw y for the training rows into ``idata``; see :func:`bayeslmm.posterior.predict.posterior_predictive`."""
+        return posterior_predictive(self, random_seed=random_seed)
+
+    def log_likelihood(self, **kwargs):
+        """Pointwise log-likelihood into ``idata.log_likelihood``; see :func:`bayeslmm.posterior.loglik.log_likelihood`."""
+        return log_likelihood(self, **kwargs)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (``az.loo``); see :func:`bayeslmm.posterior.loglik.loo`."""
+        return loo(self, **kwargs)
+
+    def save(self, path):
+        """Write the fit to a netCDF file, atomically; read it back with :func:`bayeslmm.load`."""
+        return store.save(self, path)
+
+    def plot_trace(self, **kwargs):
+        """See :func:`bayeslmm.posterior.plots.plot_trace`."""
+        return plot_trace(self, **kwargs)
+
+    def plot_rank(self, **kwargs):
+        """See :func:`bayeslmm.posterior.plots.plot_rank`."""
+        return plot_rank(self, **kwargs)
+
+    def plot_fixef(self, **kwargs):
+        """See :func:`bayeslmm.posterior.plots.plot_fixef`."""
+        return plot_fixef(self, **kwargs)
+
+    def plot_caterpillar(self, factor, effect="Intercept", **kwargs):
+        """See :func:`bayeslmm.posterior.plots.plot_caterpillar`."""
+        return plot_caterpillar(self, factor, effect=effect, **kwargs)
+
+    def plot_ppc(self, **kwargs):
+        """See :func:`bayeslmm.posterior.plots.plot_ppc`."""
+        return plot_ppc(self, **kwargs)
+
+    # --- end analysis ---
+
+    def __repr__(self):
+        return f"<LMMFit {self.design.spec.formula!r}, {self.plan.label}, {self.sampler}>"

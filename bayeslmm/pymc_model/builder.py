@@ -1,0 +1,247 @@
+"""Design + priors + plan -> ``pm.Model``.
+
+Parameterization (lme4's): each level's effects are ``u = L v`` with
+``L = diag(sd) R`` (R the Cholesky factor of the correlation matrix, from an
+LKJ prior sampled through :class:`bayeslmm.pymc_model.lkj.CPCTransform` for correlated
+blocks, the identity otherwise).
+
+- Sampled factors are non-centred, ``z ~ N(0, I)``, ``r = z L^T``, or, where
+  their effects are uncorrelated and the factor is not nested in another,
+  partially non-centred per level and effect
+  (:mod:`bayeslmm.pymc_model.centring`): ``z_jk ~ N(0, sd_k^(2 w_jk))``,
+  ``r_jk = sd_k^(1 - w_jk) z_jk``. The mean gathers ``r[group_index]`` row by
+  row (no dense Z).
+- Marginalized factors do not appear as parameters: the likelihood is the
+  exact marginal density from :mod:`bayeslmm.ops`, and their effects are
+  drawn afterwards by :mod:`bayeslmm.posterior.recover`. Their SDs are sampled signed,
+  ``sd = |s|`` with ``s`` under the mirrored half-normal/t/Cauchy prior, not
+  as ``log sd`` (:func:`_scale_factor`): an SD that may be 0 has no long
+  left tail to explore.
+
+Fixed effects use brms's centring: the free intercept is that of the centred
+predictors (``Intercept_centered``); ``fixef`` holds the coefficients of the
+columns as written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.slinalg import block_diag
+
+from bayeslmm.model.design import nested_in
+from bayeslmm.model.priors import whole_of
+from bayeslmm.ops import MarginalData, marginal_loglik
+
+from .centring import centring_weights
+from .lkj import CPCTransform, cholesky_of_corr
+
+__all__ = ["build_model", "coords_of", "marginal_data"]
+
+
+def _dist(family, args, dist_only=False, **kw):
+    """PyMC distribution for a resolved prior (``dist_only``: unnamed ``.dist``)."""
+    table = {
+        "normal": (pm.Normal, ("mu", "sigma")),
+        "student_t": (pm.StudentT, ("nu", "mu", "sigma")),
+        "cauchy": (pm.Cauchy, ("alpha", "beta")),
+        "exponential": (pm.Exponential, ("lam",)),
+        "gamma": (pm.Gamma, ("alpha", "beta")),
+        "lognormal": (pm.LogNormal, ("mu", "sigma")),
+        "half_normal": (pm.HalfNormal, ("sigma",)),
+        "half_student_t": (pm.HalfStudentT, ("nu", "sigma")),
+        "half_cauchy": (pm.HalfCauchy, ("beta",)),
+        "flat": (pm.Flat, ()),
+    }
+    cls, names = table[family]
+    params = dict(zip(names, args))
+    if dist_only:
+        return cls.dist(**params, **kw)
+    return cls(**params, **kw)
+
+
+def _vector_rv(name, priors, dim):
+    """One vector RV when all priors share a family, else one scalar RV each, stacked."""
+    fams = {p.dist for p in priors}
+    if len(fams) == 1:
+        args = tuple(np.array([p.args[i] for p in priors]) for i in range(len(priors[0].args)))
+        return _dist(priors[0].dist, args, name=name, dims=dim)
+    return pt.stack([_dist(p.dist, p.args, name=f"{name}[{p.coef}]") for p in priors])
+
+
+def coords_of(design) -> dict:
+    coords = {"fixef_term": list(design.fixed_names),
+              "b_term": [c for c in design.fixed_names if c != "Intercept"]}
+    for blk in design.blocks:
+        coords[f"{blk.name}__level"] = list(blk.levels)
+        coords[f"{blk.name}__effect"] = list(blk.terms)
+        coords[f"{blk.name}__effect_bis"] = list(blk.terms)
+    return coords
+
+
+def _fixed_effects(design, priors):
+    """Return (mean contribution, coefficient vector in X's column order)."""
+    X = design.X
+    names = list(design.fixed_names)
+    slope_idx = [i for i, c in enumerate(names) if c != "Intercept"]
+    b_priors = {p.coef: p for p in priors if p.cls == "b"}
+    mu = pt.zeros(design.n)
+    coefs = [None] * len(names)
+    if slope_idx:
+        pri = [b_priors[names[i]] for i in slope_idx]
+        b = _vector_rv("b", pri, "b_term")
+        Xs = X[:, slope_idx]
+        if design.has_intercept:
+            Xs = Xs - Xs.mean(axis=0)  # brms centring: decorrelates intercept and slopes
+        mu = mu + pt.dot(Xs, b)
+        for j, i in enumerate(slope_idx):
+            coefs[i] = b[j]
+    if design.has_intercept:
+        p = next(p for p in priors if p.cls == "Intercept")
+        ic = _dist(p.dist, p.args, name="Intercept_centered")
+        mu = mu + ic
+        shift = pt.dot(X[:, slope_idx].mean(axis=0), b) if slope_idx else 0.0
+        coefs[names.index("Intercept")] = ic - shift
+    beta = pm.Deterministic("fixef", pt.stack(coefs), dims="fixef_term") if names else pt.zeros(0)
+    return mu, beta
+
+
+def _scale_factor(blk, priors, signed=False):
+    """Build L = diag(s) R for one factor; registers sd_<g> (and cor_<g>).
+
+    ``signed`` (marginalized factors): where the SD prior is a half-normal,
+    half-t or half-Cauchy, ``s`` is sampled on the whole real line under the
+    mirrored prior and ``sd = |s|``. The marginal likelihood depends on ``L``
+    only through ``L L^T = diag(s) R R^T diag(s)``, a smooth function of
+    ``s`` (and the same for ``-s``; the LKJ prior is symmetric under the sign
+    flips too), so the posterior of ``|s|`` and of the correlations
+    ``cor = D R R^T D`` (``D = diag(sign s)``) is the model's, but an SD that
+    may be near 0 is no longer sampled as ``log sd``, whose long left tail
+    NUTS explores slowly (docs/marginalization.md has the measurements).
+    """
+    sd_pri = {p.coef: p for p in priors if p.cls == "sd" and p.group == blk.name}
+    cor = next((p for p in priors if p.cls == "cor" and p.group == blk.name), None)
+    Rs, ss, any_signed = [], [], False
+    for k, grp in enumerate(blk.corr_groups):
+        pri = [sd_pri[blk.terms[i]] for i in grp]
+        suffix = "" if len(blk.corr_groups) == 1 else f"_{k}"
+        args = pri[0].args if len(grp) == 1 else tuple(np.array([p.args[i] for p in pri])
+                                                          for i in range(len(pri[0].args)))
+        # The mirrored prior (normal, Student-t, Cauchy) of a half one; others keep log sd.
+        whole = whole_of(pri[0].dist, args) if signed else None
+        dist = whole or (pri[0].dist, args)
+        if len(grp) == 1:
+            name = f"sd_{blk.name}__{blk.terms[grp[0]]}"
+            s = _dist(*dist, name=f"{name}__raw" if whole else name)
+            Rs.append(pt.ones((1, 1)))
+            ss.append(s.reshape((1,)))
+        else:
+            # SDs and correlations apart (brms's parameterization): lkj.py says why not LKJCholeskyCov.
+            d = len(grp)
+            s = _dist(*dist, name=f"sd_{blk.name}{suffix}__raw", shape=d)
+            ss.append(s)
+            c = pm.LKJCorr(f"cor_{blk.name}{suffix}__raw", n=d, eta=cor.args[0], default_transform=None,
+                           transform=CPCTransform(d))
+            Rs.append(cholesky_of_corr(c, d))
+        any_signed = any_signed or whole is not None
+    R = Rs[0] if len(Rs) == 1 else block_diag(*Rs)
+    s = pt.concatenate(ss)
+    pm.Deterministic(f"sd_{blk.name}", pt.abs(s) if any_signed else s, dims=f"{blk.name}__effect")
+    if blk.correlated:
+        corr = pt.dot(R, R.T)
+        if any_signed:
+            sign = pt.switch(pt.ge(s, 0.0), 1.0, -1.0)
+            corr = corr * sign[:, None] * sign[None, :]
+        pm.Deterministic(f"cor_{blk.name}", corr, dims=(f"{blk.name}__effect", f"{blk.name}__effect_bis"))
+    return s[:, None] * R
+
+
+def marginal_data(design, plan) -> MarginalData:
+    """Precompute (once, before sampling) what the marginal likelihood needs."""
+    factors = [b for b in design.blocks if b.name in plan.marginalized]
+    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
+
+
+def _centring(design, plan, partial_centring):
+    """Factor name -> weights of :mod:`~bayeslmm.pymc_model.centring` for the sampled, uncorrelated, not nested factors.
+
+    A factor nested in another (broods within locations) stays non-centred:
+    its levels' effects trade off against their parent level's, which the
+    weights' per-level data precision does not see (docs/marginalization.md
+    has the grouseticks runs that showed it).
+    """
+    if not partial_centring:
+        return {}
+    names = [b.name for b in design.blocks if b.name not in plan.marginalized and not b.correlated
+             and not any(nested_in(b, o) for o in design.blocks if o is not b)]
+    if not names:
+        return {}
+    ws = centring_weights(design.y, design.X, design.blocks)
+    return {b.name: w for b, w in zip(design.blocks, ws) if b.name in names}
+
+
+def _sampled_effects(blk, L, w):
+    """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``."""
+    dims = (f"{blk.name}__level", f"{blk.name}__effect")
+    if w is None or not w.any():
+        z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
+    if (w == w[:1]).all():
+        # Balanced data give every level the same weights. As an (n_levels, d) constant with one
+        # unique value, PyTensor's local_inline_composite_constants inlines it, then re-broadcasts
+        # every output of the fused Composite with the first one's dtype (here the bool check
+        # scale > 0 of pm.Normal): a "BUG IN FGRAPH.REPLACE" traceback at each compilation.
+        # One row broadcasts to the same model.
+        w = w[:1]
+    sd = pt.diagonal(L)[None, :]  # L = diag(sd) for uncorrelated effects
+    # sd^w as exp(w log sd), log sd taken once per effect: two powers per level
+    # (each a log and an exp) made the InstEval-shaped gradient 0.69 ms instead of 0.55.
+    # The floor keeps an SD that underflows to 0 from giving 0 * -inf where w = 0.
+    scale = pt.exp(w * pt.log(pt.maximum(sd, 1e-300)))
+    z = pm.Normal(f"z_{blk.name}", 0.0, scale, dims=dims)
+    return pm.Deterministic(f"r_{blk.name}", z * (sd / scale), dims=dims)
+
+
+def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds=True) -> pm.Model:
+    """Assemble the PyMC model for ``design`` with resolved ``priors`` under ``plan``.
+
+    ``partial_centring=False`` keeps every sampled factor non-centred (the
+    same model, another parameterization; :mod:`bayeslmm.pymc_model.centring`).
+    ``signed_sds=False`` samples every SD as ``log sd`` (the same model;
+    see :func:`_scale_factor` for the signed SDs of marginalized factors).
+
+    Cost per log-density evaluation: O(N (p + sum_k d_k)) for the sampled
+    part; the marginal likelihood's cost is given in :mod:`bayeslmm.ops`.
+    """
+    # Priors and parameters are checked before the model is built (bayeslmm.model.checks);
+    # check_bounds=False leaves PyMC's run-time checks, which JAX cannot run, out of the graph.
+    with pm.Model(coords=coords_of(design), check_bounds=False) as model:
+        mu, beta = _fixed_effects(design, priors)
+        Ls = {}
+        offset = pt.zeros(design.n)
+        centring = _centring(design, plan, partial_centring)
+        for blk in design.blocks:
+            L = _scale_factor(blk, priors, signed=signed_sds and blk.name in plan.marginalized)
+            Ls[blk.name] = L
+            if blk.name in plan.marginalized:
+                # Read back by recover.py to draw the effects; dropped from the posterior there.
+                pm.Deterministic(f"L_{blk.name}", L)
+                continue
+            r = _sampled_effects(blk, L, centring.get(blk.name))
+            offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
+        p = next(p for p in priors if p.cls == "sigma")
+        sigma = _dist(p.dist, p.args, name="sigma")
+
+        if not plan.marginalized:
+            if design.family.log_scale:
+                pm.LogNormal("y", mu + offset, sigma, observed=design.y_original)
+            else:
+                pm.Normal("y", mu + offset, sigma, observed=design.y)
+        else:
+            md = md if md is not None else marginal_data(design, plan)
+            Lm = [Ls[n] for n in md.names]
+            # mu holds the centred intercept; the Op wants X's own columns, so it gets beta.
+            ll = marginal_loglik(md, beta, sigma, Lm, None if plan.sufficient else offset)
+            pm.Potential("y_marginal", ll + design.family.log_jacobian(design.y_original))
+    return model

@@ -1,0 +1,59 @@
+"""marginalize= resolution and the cost model behind "auto" (no sampling)."""
+
+import pytest
+
+from bayeslmm import BayesLMM
+from bayeslmm.model.plan import grad_seconds, grads_per_draw_factor
+from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped
+
+
+@pytest.fixture(scope="module")
+def crossed():
+    return BayesLMM("y ~ cond + (cond | subj) + (1 | item)", simulate_crossed(20, 10, seed=0)[0])
+
+
+def test_named_plans(crossed):
+    assert crossed.plan("none").marginalized == () and crossed.plan("none").label == "none"
+    all_ = crossed.plan("all")
+    assert set(all_.marginalized) == {"subj", "item"} and all_.sufficient and all_.label == "all"
+    one = crossed.plan("item")
+    assert one.marginalized == ("item",) and one.sampled == ("subj",) and not one.sufficient
+    assert set(crossed.plan(["item", "subj"]).marginalized) == {"subj", "item"}
+    assert "marginalized" in one.describe() and "O(N)" in one.describe()
+
+
+def test_auto_marginalizes_everything_when_levels_are_well_informed():
+    """100 and 200 rows per level: sampling either factor would mix badly, and 'all' costs O(1) in N."""
+    m = BayesLMM("y ~ cond + (cond | subj) + (1 | item)", simulate_crossed(20, 10, reps=10, seed=0)[0])
+    plan = m.plan("auto")
+    assert plan.sufficient and plan.reason.startswith("auto:")
+
+
+def test_auto_avoids_a_huge_schur_complement():
+    """InstEval shape: marginalizing students and lecturers together needs a 1,128+ dense block per gradient."""
+    m = BayesLMM("y ~ 1 + (1 | s) + (1 | d) + (1 | dept)", simulate_insteval_shaped(seed=0)[0])
+    plan = m.plan("auto")
+    assert not {"s", "d"} <= set(plan.marginalized)
+    assert "dept" in plan.marginalized   # 5,000 rows per level: the worst factor to sample
+    assert grad_seconds(m.design, ("s", "d", "dept")) > 50 * grad_seconds(m.design, plan.marginalized)
+
+
+def test_cost_model_properties(crossed):
+    d = crossed.design
+    # sufficient statistics: the all-factor plan's gradient cost does not grow with N
+    big = BayesLMM("y ~ cond + (cond | subj) + (1 | item)", simulate_crossed(20, 10, reps=50, seed=0)[0]).design
+    assert grad_seconds(big, ("subj", "item")) == pytest.approx(grad_seconds(d, ("subj", "item")))
+    assert grad_seconds(big, ()) > 3 * grad_seconds(d, ())
+    # every sampled factor makes mixing worse
+    assert grads_per_draw_factor(d, ("subj", "item")) == 1.0
+    assert grads_per_draw_factor(d, ()) > grads_per_draw_factor(d, ("item",)) > 1.0
+
+
+def test_a_sampled_factor_costs_something_even_without_information():
+    """A factor with no between-level variance still adds M d coordinates: never a free ride."""
+    df = simulate_crossed(20, 10, reps=2, sd_item=(0.0, 0.0), seed=1)[0]
+    m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", df)
+    from bayeslmm.model.plan import level_information
+
+    assert level_information(m.design)["item"] < 0.5
+    assert grads_per_draw_factor(m.design, ("subj",)) >= 2.0

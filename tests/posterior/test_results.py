@@ -1,0 +1,112 @@
+"""Tables are computed from the posterior draws: check every number against ArviZ on the same draws."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayeslmm import BayesLMM
+from bayeslmm.simulate import simulate_crossed
+
+
+@pytest.fixture(scope="module")
+def fit():
+    data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return BayesLMM("y ~ cond + (cond | subj) + (1 | item)", data).fit(
+            draws=150, tune=150, chains=2, random_seed=3, marginalize="item", progressbar=False)
+
+
+def _check_row(row, draws):
+    assert row["Estimate"] == pytest.approx(draws.mean())
+    assert row["Est.Error"] == pytest.approx(draws.std(ddof=1))
+    assert row["Q2.5"] == pytest.approx(np.quantile(draws, 0.025))
+    assert row["Q97.5"] == pytest.approx(np.quantile(draws, 0.975))
+    assert row["Rhat"] == pytest.approx(float(az.rhat(draws)))
+    assert row["Bulk_ESS"] == pytest.approx(float(az.ess(draws, method="bulk")))
+    assert row["Tail_ESS"] == pytest.approx(float(az.ess(draws, method="tail")))
+
+
+def test_summary_numbers_match_arviz(fit):
+    s = fit.summary()
+    post = fit.posterior
+    pop = s["Population-Level Effects"]
+    for term in ("Intercept", "cond"):
+        _check_row(pop.loc[term], np.asarray(post["fixef"].sel(fixef_term=term)))
+    _check_row(s["Family Specific Parameters"].loc["sigma"], np.asarray(post["sigma"]))
+    subj = s["Group-Level Effects: ~subj (Number of levels: 8)"]
+    _check_row(subj.loc["sd(cond)"], np.asarray(post["sd_subj"].sel(subj__effect="cond")))
+    _check_row(subj.loc["cor(Intercept,cond)"],
+               np.asarray(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond")))
+    item = s["Group-Level Effects: ~item (Number of levels: 6)"]
+    _check_row(item.loc["sd(Intercept)"], np.asarray(post["sd_item"].sel(item__effect="Intercept")))
+    text = str(s)
+    assert "Population-Level Effects" in text and "marginalized item" in text
+    assert "<table" in s._repr_html_()
+
+
+def test_diagnostics_run_without_arviz_numba_and_restore_it(monkeypatch):
+    from bayeslmm.posterior.results import quiet_diagnostics
+
+    monkeypatch.setattr(az.Numba, "numba_flag", True)
+    draws = np.random.default_rng(0).normal(size=(2, 300))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_diagnostics():
+            assert az.Numba.numba_flag is False
+            warnings.warn("silenced", UserWarning)
+            plain = float(az.rhat(draws))
+    assert not seen
+    assert az.Numba.numba_flag is True
+    assert plain == pytest.approx(float(az.rhat(draws)), rel=1e-12)
+
+
+def test_accessors(fit):
+    post = fit.posterior
+    fe = fit.fixef()
+    assert list(fe.index) == ["Intercept", "cond"] and list(fe.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
+    r = fit.ranef()
+    assert set(r) == {"subj", "item"} and r["subj"].shape == (8, 2)
+    np.testing.assert_allclose(r["item"].to_numpy(), post["r_item"].mean(("chain", "draw")).to_numpy())
+    c = fit.coef()
+    expected = (post["r_subj"].sel(subj__effect="cond") + post["fixef"].sel(fixef_term="cond")).mean(("chain", "draw"))
+    np.testing.assert_allclose(c["subj"]["cond"].to_numpy(), expected.to_numpy())
+    vc = fit.varcorr()
+    assert vc.loc[("Residual", "sigma"), "Estimate"] == pytest.approx(float(post["sigma"].mean()))
+    assert vc.loc[("subj", "cor(Intercept,cond)"), "Estimate"] == pytest.approx(
+        float(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond").mean()))
+    draws = fit.fixef(summary=False)
+    assert draws.dims == ("chain", "draw", "fixef_term")
+
+
+def test_recovered_effects_have_unmarginalized_names(fit):
+    assert fit.posterior["r_item"].dims == ("chain", "draw", "item__level", "item__effect")
+    assert "L_item" not in fit.posterior
+
+
+def test_convergence_warnings(fit, monkeypatch):
+    from bayeslmm.posterior.results import LMMFit
+
+    monkeypatch.setattr(LMMFit, "n_divergences", property(lambda self: 7))
+    with pytest.warns(UserWarning, match="There were 7 divergent transitions") as rec:
+        fit.check_convergence()
+    assert rec[0].filename == __file__  # raised at the caller's line
+    monkeypatch.setattr(LMMFit, "max_rhat", lambda self: 1.2)
+    with pytest.warns(UserWarning, match="Rhat 1.200 > 1.01"):
+        fit.check_convergence()
+    with warnings.catch_warnings():  # building a fit object (as load does) warns of nothing
+        warnings.simplefilter("error")
+        LMMFit(fit.idata, fit.design, fit.priors, fit.plan, fit.model, fit.sampler, fit.timings)
+
+
+def test_singular_note():
+    """An SD whose posterior piles up at 0 gets lme4's 'singular fit' counterpart in the summary."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat([f"g{i}" for i in range(40)], 10), "y": rng.normal(size=400)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = BayesLMM("y ~ 1 + (1 | g)", df).fit(draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
+    assert any("piles up near 0" in n for n in fit.summary().notes)

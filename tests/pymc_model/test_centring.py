@@ -1,0 +1,152 @@
+"""Partially non-centred sampled effects (bayeslmm.pymc_model.centring, builder) and the moment estimates they use."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayeslmm import BayesLMM
+from bayeslmm.pymc_model.builder import build_model
+from bayeslmm.model.design import ReBlock
+from bayeslmm.model.moments import MIN_LEVELS, moment_sds, variance_components
+from bayeslmm.pymc_model.centring import centring_weights
+
+blk = ReBlock.of
+
+
+def _one_way(n_levels=300, per_level=20, tau=(0.5, 0.3), sigma=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_levels), per_level)
+    x = rng.normal(size=g.size)
+    V = np.column_stack([np.ones_like(x), x])
+    u = rng.normal(size=(n_levels, 2)) * np.asarray(tau)
+    y = 2.0 + 0.5 * x + (V * u[g]).sum(1) + rng.normal(0, sigma, g.size)
+    return y, x, g, V
+
+
+def test_moment_sds_recover_the_truth():
+    y, x, g, V = _one_way()
+    X = np.column_stack([np.ones_like(x), x])
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    s2, tau2 = moment_sds(resid, g, V, 300)
+    assert s2 == pytest.approx(1.0, abs=0.05)
+    # SE of each tau^2 about sqrt(2 / 300) (tau^2 + sigma^2 / 20): 0.02
+    np.testing.assert_allclose(tau2, [0.25, 0.09], atol=0.07)
+
+
+def test_weights_follow_the_data_per_level():
+    # Levels of 2 to 60 rows: w = a t / (1 + a t) grows with the rows.
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(2, 61, size=200)
+    g = np.repeat(np.arange(200), sizes)
+    u = rng.normal(0, 0.5, 200)
+    y = 1.0 + u[g] + rng.normal(0, 1.0, g.size)
+    w = centring_weights(y, np.ones((g.size, 1)), [blk(g, np.ones((g.size, 1)), 200)])[0]
+    assert w.shape == (200, 1) and (w >= 0).all() and (w <= 1).all()
+    order = np.argsort(sizes)
+    assert np.all(np.diff(w[order, 0]) >= -1e-12)
+    # with tau^2 = 0.25 and sigma^2 = 1: w about n / (n + 4)
+    np.testing.assert_allclose(w[:, 0], sizes / (sizes + 4.0), atol=0.12)
+
+
+def test_too_few_levels_or_no_spread():
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(MIN_LEVELS - 1), 30)
+    ones = np.ones((g.size, 1))
+    s2, tau2 = moment_sds(rng.normal(size=g.size), g, ones, MIN_LEVELS - 1)
+    assert s2 > 0 and not tau2.any()
+    # Identical level means: no between-level spread, weights near 0 (non-centred).
+    g = np.tile(np.arange(40), 10)
+    y = np.tile(np.linspace(-1, 1, 10), (40, 1)).T.ravel()
+    assert centring_weights(y, np.ones((g.size, 1)), [blk(g, np.ones((g.size, 1)), 40)])[0].max() < 0.05
+
+
+def test_nested_factors_share_out_the_variance():
+    # Broods within locations (as in grouseticks): one-way, the locations
+    # take the broods' variance as their own; estimated together they do not.
+    rng = np.random.default_rng(5)
+    brood = np.repeat(np.arange(150), 4)
+    loc = brood // 2
+    y = rng.normal(0, 0.1, 75)[loc] + rng.normal(0, 1.0, 150)[brood] + rng.normal(0, 0.5, brood.size)
+    ones = np.ones((y.size, 1))
+    resid = y - y.mean()
+    assert moment_sds(resid, loc, ones, 75)[1][0] > 0.3
+    s2, (t_brood, t_loc) = variance_components(y, ones, [blk(brood, ones, 150), blk(loc, ones, 75)])
+    assert s2 == pytest.approx(0.25, abs=0.06)
+    assert t_brood[0] == pytest.approx(1.0, abs=0.3)
+    assert t_loc[0] < 0.1
+
+
+@pytest.fixture
+def crossed_uncorrelated():
+    rng = np.random.default_rng(4)
+    s = np.repeat(np.arange(30), 12)
+    it = np.tile(np.arange(12), 30)
+    x = rng.choice([-0.5, 0.5], s.size)
+    y = 1 + 0.3 * x + rng.normal(0, 0.6, 30)[s] + rng.normal(0, 0.4, 30)[s] * x + rng.normal(0, 0.3, 12)[it] \
+        + rng.normal(0, 0.5, s.size)
+    return pd.DataFrame({"y": y, "x": x, "s": s.astype(str), "i": it.astype(str)})
+
+
+def test_same_model_as_non_centred(crossed_uncorrelated):
+    """Same density of (parameters, effects): log p differs by the log-Jacobian of z -> r alone."""
+    m = BayesLMM("y ~ x + (1 + x || s) + (1 | i)", crossed_uncorrelated)
+    plan = m.plan("none")
+    pnc = build_model(m.design, m.priors, plan, partial_centring=True)
+    nc = build_model(m.design, m.priors, plan, partial_centring=False)
+    blocks = m.design.blocks
+    w = dict(zip([b.name for b in blocks], centring_weights(m.design.y, m.design.X, blocks)))
+    assert all(0.2 < v.mean() < 1 for v in w.values())  # both factors partially centred
+    lp_pnc, lp_nc = pnc.compile_logp(), nc.compile_logp()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pt = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pnc.initial_point().items()}
+        q = dict(pt)
+        jac = 0.0
+        for b in m.design.blocks:
+            sd = np.exp(np.array([pt[f"sd_{b.name}__{t}_log__"] for t in b.terms]))
+            r = pt[f"z_{b.name}"] * sd ** (1 - w[b.name])
+            q[f"z_{b.name}"] = r / sd
+            # log |dr/dz|: (1 - w) log sd for the partially centred, log sd for the non-centred
+            jac += ((1 - w[b.name]) * np.log(sd)).sum() - (np.log(sd) * np.ones_like(r)).sum()
+        assert lp_pnc(pt) - lp_nc(q) == pytest.approx(jac, rel=1e-9, abs=1e-8)
+
+
+def test_correlated_factors_stay_non_centred(crossed_uncorrelated):
+    m = BayesLMM("y ~ x + (1 + x | s) + (1 | i)", crossed_uncorrelated)
+    model = build_model(m.design, m.priors, m.plan("none"))
+    # correlated s: z ~ N(0, 1); uncorrelated i: z ~ N(0, sd^w)
+    from pytensor.graph.traversal import ancestors
+
+    scale_s, scale_i = model["z_s"].owner.inputs[-1], model["z_i"].owner.inputs[-1]
+    assert np.all(scale_s.eval() == 1.0)
+    assert model["sd_i__Intercept"] in set(ancestors([scale_i]))
+
+
+def test_degenerate_responses_give_finite_weights():
+    g = np.repeat(np.arange(20), 5)
+    ones = np.ones((100, 1))
+    with np.errstate(all="raise"):
+        # Level means alone, no residual noise: fully centred.
+        w = centring_weights(np.arange(20.0)[g], ones, [blk(g, ones, 20)])[0]
+        assert np.all(np.isfinite(w)) and w.min() > 0.99
+        # Nothing left after the fixed effects: non-centred.
+        assert not centring_weights(np.ones(100), ones, [blk(g, ones, 20)])[0].any()
+
+
+def test_a_factor_nested_in_another_stays_non_centred():
+    from pytensor.graph.traversal import ancestors
+
+    from bayeslmm.model.design import nested_in
+
+    rng = np.random.default_rng(6)
+    brood = np.repeat(np.arange(40), 4)
+    loc = brood // 2
+    y = rng.normal(0, 0.3, 20)[loc] + rng.normal(0, 1.0, 40)[brood] + rng.normal(0, 0.5, brood.size)
+    df = pd.DataFrame({"y": y, "brood": brood.astype(str), "loc": loc.astype(str)})
+    m = BayesLMM("y ~ 1 + (1 | brood) + (1 | loc)", df)
+    blocks = {b.name: b for b in m.design.blocks}
+    assert nested_in(blocks["brood"], blocks["loc"]) and not nested_in(blocks["loc"], blocks["brood"])
+    model = build_model(m.design, m.priors, m.plan("none"))
+    scale_brood, scale_loc = model["z_brood"].owner.inputs[-1], model["z_loc"].owner.inputs[-1]
+    assert np.all(scale_brood.eval() == 1.0)
+    assert model["sd_loc__Intercept"] in set(ancestors([scale_loc]))

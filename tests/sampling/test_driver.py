@@ -1,0 +1,69 @@
+"""bayeslmm.sampling.driver: every sampler the package names fits its models, quietly."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from bayeslmm import BayesLMM
+from bayeslmm.simulate import simulate_crossed
+
+
+@pytest.fixture(scope="module")
+def crossed():
+    return simulate_crossed(n_subj=12, n_item=10, seed=0)[0]
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "pymc", "blackjax", "nutpie"])
+@pytest.mark.parametrize("marginalize", ["none", "all"])
+def test_every_sampler_fits(crossed, sampler, marginalize):
+    """Each sampler draws from the same posterior (means of the fixed effects and sigma agree)."""
+    m = BayesLMM("y ~ cond + (1 | subj) + (1 | item)", crossed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a correct fit warns of nothing
+        warnings.filterwarnings("ignore", "Parts of the model have not converged")
+        fit = m.fit(draws=150, tune=150, chains=2, sampler=sampler, marginalize=marginalize, random_seed=2,
+                    progressbar=False)
+    post = fit.posterior
+    assert post["fixef"].shape == (2, 150, 2) and post["r_subj"].shape == (2, 150, 12, 1)
+    assert not any(v.endswith(("__raw", "_log__")) or v.startswith("L_") for v in post.data_vars)
+    assert {"diverging", "n_steps"} <= set(fit.idata.sample_stats.data_vars)
+    # Least squares of the simulated data: intercept about 6, cond about 0.1, sigma about 0.5.
+    assert abs(float(post["fixef"].sel(fixef_term="Intercept").mean()) - 6.0) < 0.3
+    assert abs(float(post["sigma"].mean()) - 0.5) < 0.1
+    assert fit.sampler == sampler
+
+
+def test_missing_optional_sampler_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from bayeslmm.sampling import driver
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "nutpie" else real(name))
+    with pytest.raises(ValueError, match=r"pip install 'bayeslmm\[nutpie\]'"):
+        driver.check_available("nutpie")
+
+
+def test_import_changes_nothing_in_the_process():
+    """No environment variable, JAX setting or log handler beyond a NullHandler comes from importing bayeslmm."""
+    code = textwrap.dedent("""
+        import logging, os, sys
+        import jax, numpyro, pymc, pytensor, formulae, arviz  # their own import-time settings
+        env = dict(os.environ)
+        x64 = jax.config.jax_enable_x64
+        root = list(logging.getLogger().handlers)
+        import bayeslmm
+        changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
+        handlers = [type(h).__name__ for h in logging.getLogger("bayeslmm").handlers]
+        print(changed, jax.config.jax_enable_x64 == x64, handlers, logging.getLogger().handlers == root,
+              logging.getLogger("bayeslmm").level)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(),
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] True ['NullHandler'] True 0", out.stdout

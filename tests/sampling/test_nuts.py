@@ -1,0 +1,168 @@
+"""bayeslmm.sampling.nuts: NumPyro's NUTS, a chunk of iterations per XLA execution, chains in threads."""
+
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpyro.infer import MCMC, NUTS
+
+from bayeslmm.sampling import mass_matrix
+from bayeslmm.sampling import nuts as chunked
+
+Y = np.random.default_rng(1).normal(1.0, 2.0, size=20)
+
+
+def _logp(z):
+    """mu ~ N(0, 10), log sigma with sigma ~ HalfNormal(5) (Jacobian included), y ~ N(mu, sigma)."""
+    mu, log_sigma = z
+    sigma = jnp.exp(log_sigma)
+    lp = -0.5 * (mu / 10.0) ** 2 - 0.5 * (sigma / 5.0) ** 2 + log_sigma
+    return lp + jnp.sum(-jnp.log(sigma) - 0.5 * ((Y - mu) / sigma) ** 2)
+
+
+def _starts(chains):
+    return [np.linspace(0.0, 0.5, chains), np.linspace(0.1, 0.3, chains)]
+
+
+def _numpyro(chains, imm, draws=20, tune=30, seed=5):
+    """NumPyro's own MCMC on the same potential, keys and starts."""
+    kernel = NUTS(potential_fn=lambda z: -_logp(z), inverse_mass_matrix=imm)
+    mcmc = MCMC(kernel, num_warmup=tune, num_samples=draws, num_chains=chains, chain_method="vectorized",
+                progress_bar=False)
+    starts = _starts(chains)
+    init = [jnp.asarray(s) if chains > 1 else jnp.asarray(s[0]) for s in starts]
+    with jax.enable_x64(True):
+        mcmc.run(jax.random.split(jax.random.PRNGKey(seed), chains) if chains > 1 else
+                 jax.random.split(jax.random.PRNGKey(seed), 1)[0],
+                 init_params=init, extra_fields=("num_steps", "energy", "accept_prob", "diverging"))
+        z = [np.asarray(a) for a in mcmc.get_samples(group_by_chain=True)]
+        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    return z, extra
+
+
+@pytest.mark.parametrize("chains,chain_method", [(2, "parallel"), (2, "vectorized"), (1, "parallel")])
+def test_chunked_nuts_follows_numpyros_own_mcmc(monkeypatch, chains, chain_method):
+    """Same kernel, keys and adaptation: the same transitions as NumPyro's MCMC over NUTS(potential_fn).
+
+    With 7 iterations a chunk, warm-up (30) and sampling (20) both end in a
+    shorter chunk, and a chunk boundary falls on the end of warm-up. Both
+    start from the same given inverse mass matrix, without Stan's checks.
+    """
+    monkeypatch.setattr(chunked, "CHUNK", 7)
+    imm = np.array([0.5, 2.0])
+    ref, extra = _numpyro(chains, imm)
+    ours, stats = chunked.sample_nuts(_logp, _starts(chains), draws=20, tune=30, chains=chains, random_seed=5,
+                                      chain_method=chain_method, stan_uturn=False, inverse_mass_matrix=imm)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape == (chains, 20)
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_array_equal(stats["n_steps"], extra["num_steps"])
+    np.testing.assert_allclose(stats["energy"], extra["energy"], rtol=1e-6)
+    np.testing.assert_allclose(stats["acceptance_rate"], extra["accept_prob"], rtol=1e-6)
+    assert set(stats) == set(chunked.STATS) | {"tree_depth"}
+
+
+def test_starts_are_checked():
+    from types import SimpleNamespace
+
+    ok = SimpleNamespace(potential_energy=np.array([1.0, 2.0]), z_grad=[np.ones((2, 3)), np.ones(2)])
+    chunked._check_starts(ok, 2)
+    bad = SimpleNamespace(potential_energy=np.array([1.0, np.inf]), z_grad=[np.ones((2, 3)), np.ones(2)])
+    with pytest.raises(ValueError, match=r"not finite at the jittered initial point of chain\(s\) \[1\]"):
+        chunked._check_starts(bad, 2)
+    nan_grad = SimpleNamespace(potential_energy=np.array(1.0), z_grad=[np.array([0.0, np.nan])])
+    with pytest.raises(ValueError, match=r"chain\(s\) \[0\]"):
+        chunked._check_starts(nan_grad, 1)
+    with pytest.raises(ValueError, match="not finite"):
+        chunked.sample_nuts(lambda z: -jnp.sum(z[0] ** 2) / 0.0 * 0.0, [np.zeros((2, 2))], draws=2, tune=2,
+                            chains=2)
+
+
+def test_progress_bar_and_bad_chain_method(capsys):
+    samples, _ = chunked.sample_nuts(_logp, _starts(2), draws=10, tune=10, chains=2, random_seed=1,
+                                     progressbar=True)
+    assert samples[0].shape == (2, 10)
+    assert "NUTS, 2 chains" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="chain_method"):
+        chunked.sample_nuts(_logp, _starts(2), draws=5, tune=5, chains=2, chain_method="sequential")
+
+
+def test_warm_up_starts_from_the_curvature_at_each_chains_start(monkeypatch):
+    """Each chain's initial inverse mass matrix is curvature_inverse_mass at its own start."""
+    seen = []
+    orig = mass_matrix.curvature_inverse_mass
+
+    def spy(potential, params):
+        out = orig(potential, params)
+        seen.append(1)
+        return out
+
+    monkeypatch.setattr(chunked, "curvature_inverse_mass", spy)
+    init, _ = chunked.nuts_kernel(lambda z: -_logp(z), 10)
+    starts = _starts(2)
+    with jax.enable_x64(True):
+        for c in range(2):
+            point = [jnp.asarray(s[c]) for s in starts]
+            state = init(jax.random.PRNGKey(0), point, orig(lambda z: -_logp(z), point))
+            imm = np.asarray(state.adapt_state.inverse_mass_matrix)
+            assert not np.allclose(imm, 1.0)  # mu's scale (posterior SD about 0.45) is not 1
+            np.testing.assert_allclose(imm, np.asarray(orig(lambda z: -_logp(z), point)), rtol=1e-12)
+    # sample_nuts takes that start (traced once, for both chains) unless a matrix is given
+    chunked.sample_nuts(_logp, starts, draws=5, tune=5, chains=2, random_seed=2)
+    assert len(seen) == 1
+    chunked.sample_nuts(_logp, starts, draws=5, tune=5, chains=2, random_seed=2, inverse_mass_matrix=np.ones(2))
+    chunked.sample_nuts(_logp, starts, draws=5, tune=5, chains=2, random_seed=2, curvature_start=False)
+    assert len(seen) == 1
+    # batched chains (a GPU's path): the curvature is taken per chain under vmap
+    s, _ = chunked.sample_nuts(_logp, starts, draws=20, tune=20, chains=2, random_seed=3,
+                               chain_method="vectorized")
+    assert np.isfinite(s[0]).all() and not np.allclose(s[0][0], s[0][1])
+
+
+def test_more_chains_than_cores_each_its_own():
+    chains = 3
+    s, _ = chunked.sample_nuts(_logp, _starts(chains), draws=20, tune=20, chains=chains, random_seed=3)
+    assert s[1].shape == (chains, 20) and np.isfinite(s[1]).all()
+    assert len({tuple(np.round(d, 12)) for d in s[1]}) == chains
+
+
+def test_error_in_one_chain_ends_the_fit_and_stop_ends_a_chain(monkeypatch):
+    """A chain that fails ends the fit with its error; a set stop event ends a chain before its next chunk."""
+    orig = chunked._drive
+
+    def drive(state, run, *args):
+        if threading.current_thread().name.endswith("-1"):
+            raise RuntimeError("chain 1 broke")
+        return orig(state, run, *args)
+
+    monkeypatch.setattr(chunked, "_drive", drive)
+    with pytest.raises(RuntimeError, match="chain 1 broke"):
+        chunked.sample_nuts(_logp, _starts(2), draws=5, tune=5, chains=2, random_seed=1)
+    ran = []
+    stop = threading.Event()
+    stop.set()
+    assert orig("state", lambda *a: ran.append(a), 5, 5, None, 0, None, [], stop) is None
+    assert ran == []
+
+
+def test_chunks_that_ran_long_are_followed_by_a_heap_trim(monkeypatch):
+    """_drive hands freed memory back after chunks of at least TRIM_SECONDS, not after short ones."""
+    import time
+
+    def run(state, n):
+        time.sleep(0.02)
+        stats = {k: np.zeros(chunked.CHUNK) for k in chunked.STATS}
+        return state + n, ([np.zeros((chunked.CHUNK, 1))], stats)
+
+    for limit, want in ((0.0, True), (1e9, False)):
+        trims = []
+        monkeypatch.setattr(chunked, "release_freed_memory", lambda: trims.append(1) or True)
+        monkeypatch.setattr(chunked, "TRIM_SECONDS", limit)
+        z = [np.empty((4, 1))]
+        stats = chunked._drive(np.array(0), run, 3, 4, lambda a, n: np.asarray(a[:n]), 0, None, z)
+        assert stats["n_steps"].shape == (4,)
+        assert bool(trims) is want
+        if want:
+            assert len(trims) >= 2  # one per chunk: warm-up and draws never share a chunk
