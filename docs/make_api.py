@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bayeslmm
 from bayeslmm import io, loglik, plan, plots, predict, priors, results
-from bayeslmm import lkj, ops
+from bayeslmm import datasets, lkj, ops
 
 SECTIONS = [
     ("Model", [bayeslmm.BayesLMM, priors.Prior]),
@@ -20,6 +20,8 @@ SECTIONS = [
     ("Log-likelihood and LOO", [loglik.log_likelihood, loglik.loo]),
     ("Plots", [getattr(plots, n) for n in sorted(dir(plots)) if n.startswith("plot_")]),
     ("Save and load", [io.save, io.load]),
+    ("Data sets", [datasets.list_datasets, datasets.load_dataset, datasets.dataset_info, datasets.DatasetInfo,
+                   datasets.lme4_reference]),
     ("Marginal log-density (ops)", [ops.MarginalData, ops.FactorData, ops.marginal_logp, ops.recover_batch,
                                     ops.conditional_mean, ops.MarginalGaussianLogp, ops.marginal_loglik]),
 ]
