@@ -17,17 +17,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped  # noqa: E402
-from bayeslmm.testing import SHARED_MODELS, load_shared  # noqa: E402
+from bayeslmm.datasets import DATASETS, dataset_info, load_dataset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def datasets(names):
-    """name -> (data, formula) for shared sets and the simulated ones."""
+    """name -> (data, formula) for the sets shipped in bayeslmm.datasets and the simulated ones here."""
     out = {}
     for n in names:
-        if n in SHARED_MODELS:
-            out[n] = load_shared(n)
+        if n in DATASETS:
+            out[n] = (load_dataset(n), dataset_info(n).formula)
         elif n == "crossed_50x40":
             out[n] = (simulate_crossed(50, 40, n_rows=5000, seed=3)[0], "y ~ cond + (cond | subj) + (cond | item)")
         elif n == "insteval_shaped":

@@ -59,7 +59,7 @@ from _common import RESULTS, machine, print_table
 
 from bayeslmm import BayesLMM
 from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped
-from bayeslmm.testing import SHARED_MODELS, load_shared
+from bayeslmm.datasets import dataset_info, load_dataset
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".peers-venv"
@@ -70,9 +70,10 @@ BAMBI_PINS = ["bambi==0.17.2", "numpyro==0.22.0", "pymc==5.28.5", "pytensor==2.3
               # arviz-plots 0.8.0 (imported by bambi) fails with matplotlib 3.11 (matplotlib.style.core)
               "matplotlib==3.10.9"]
 
-SHARED = list(SHARED_MODELS)
+# The real (Gaussian) sets of bayeslmm.datasets that the benchmark tables report.
+REAL = ["dillonE1", "english", "dutch", "pupil", "stroop", "eeg", "grouseticks"]
 SIMULATED = ["crossed_50x40", "large_n", "insteval_shaped"]
-ALL = SHARED + SIMULATED
+ALL = REAL + SIMULATED
 QUICK = ["english", "crossed_50x40"]
 SMOKE = ["crossed_small"]
 TOOLS = ["bayeslmm", "bambi", "brms"]
@@ -115,8 +116,8 @@ def _crossed_truth(t):
 
 def load(name):
     """name -> (data, formula, truth or None); truth maps canonical names (b[x], sd[g,x], sigma) to values."""
-    if name in SHARED_MODELS:
-        data, formula = load_shared(name)
+    if name in REAL:
+        data, formula = load_dataset(name), dataset_info(name).formula
         return data, formula, None
     if name == "crossed_small":
         df, t = simulate_crossed(20, 12, reps=2, seed=3)

@@ -2,8 +2,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayeslmm.testing import shared_dir
-
 
 @pytest.fixture
 def toy():
@@ -20,7 +18,3 @@ def toy():
     df["y"] = np.log(df["rt"])
     return df
 
-
-def pytest_collection_modifyitems(config, items):
-    if not (shared_dir() / "df_dillonE1.csv").exists():
-        raise pytest.UsageError(f"shared data not found at {shared_dir()}; set BAYESLMM_SHARED_DATA")

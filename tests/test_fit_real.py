@@ -1,7 +1,7 @@
-"""Posterior fits on the shared real data sets.
+"""Posterior fits on the real data sets shipped in :mod:`bayeslmm.datasets`.
 
 Checks against two independent references: lme4's REML estimates
-(``../shared/reference/lme4_reml.json``), and the unmarginalized fit of the
+(:func:`bayeslmm.datasets.lme4_reference`), and the unmarginalized fit of the
 same model and priors, which marginalized fits must agree with to within
 Monte Carlo error.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bayeslmm import BayesLMM
-from bayeslmm.testing import lme4_reference, load_shared
+from bayeslmm.datasets import dataset_info, lme4_reference, load_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ _FITS = {}
 def fit_of(name, marginalize, draws=1000, chains=2, seed=11):
     key = (name, marginalize, draws)
     if key not in _FITS:
-        data, formula = load_shared(name)
+        data, formula = load_dataset(name), dataset_info(name).formula
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _FITS[key] = BayesLMM(formula, data).fit(draws=draws, tune=draws, chains=chains, random_seed=seed,
