@@ -29,10 +29,11 @@ def quiet_diagnostics():
     """ArviZ's Rhat and ESS computed with NumPy, their warnings silenced.
 
     With numba installed (PyTensor depends on it) ArviZ JIT-compiles its
-    variance helper the first time a process calls ``az.rhat``: 0.15-0.3 s,
-    paid inside ``fit`` by its convergence check, for arrays of a few
-    thousand draws that NumPy reduces in a millisecond. Same values
-    either way; ArviZ's setting is restored on leaving.
+    variance helper the first time a process calls ``az.rhat``, a cost paid
+    inside ``fit`` by its convergence check, for arrays of a few thousand
+    draws that NumPy reduces in a millisecond. Same values either way;
+    ArviZ's setting is restored on leaving (through its public
+    ``az.Numba.disable_numba`` / ``enable_numba``).
     """
     numba = getattr(az, "Numba", None)
     was_on = bool(getattr(numba, "numba_flag", False))
@@ -44,7 +45,7 @@ def quiet_diagnostics():
             yield
         finally:
             if was_on:
-                numba.numba_flag = True
+                numba.enable_numba()
 
 
 def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
