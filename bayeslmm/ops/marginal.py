@@ -207,10 +207,10 @@ def _batch_fn(md: MarginalData):
         ref = weakref.ref(md)
 
         def run(key, beta, sigma, Ls, offset, terms, rs):
-            # A loop over draws, not vmap: the batched 80 x 80 factorizations and
-            # products ran 2x slower per draw (dillonE1) and held S Schur complements.
-            # The sampled effects' row means are formed inside the loop, one draw
-            # at a time: (S, N) of them for the InstEval-shaped model are 1.2 GB.
+            # A loop over draws, not vmap: batched factorizations were slower per
+            # draw and held S Schur complements at once. The sampled effects' row
+            # means are formed inside the loop, one draw at a time, because all
+            # (S, N) of them do not fit in memory on large data (docs/benchmarks.md).
             keys = jax.random.split(key, beta.shape[0])
 
             def one(a):

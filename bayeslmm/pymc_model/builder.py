@@ -195,8 +195,8 @@ def _sampled_effects(blk, L, w):
         # One row broadcasts to the same model.
         w = w[:1]
     sd = pt.diagonal(L)[None, :]  # L = diag(sd) for uncorrelated effects
-    # sd^w as exp(w log sd), log sd taken once per effect: two powers per level
-    # (each a log and an exp) made the InstEval-shaped gradient 0.69 ms instead of 0.55.
+    # sd^w as exp(w log sd), log sd taken once per effect rather than a power
+    # (a log and an exp) per level, which dominates the gradient on many levels.
     # The floor keeps an SD that underflows to 0 from giving 0 * -inf where w = 0.
     scale = pt.exp(w * pt.log(pt.maximum(sd, 1e-300)))
     z = pm.Normal(f"z_{blk.name}", 0.0, scale, dims=dims)
