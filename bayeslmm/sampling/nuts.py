@@ -235,7 +235,7 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
                                           compiler_options)
             state = init_c(keys, params)
             _check_starts(state, chains)
-            stats = _drive(state, run_c, tune, draws, lambda a, n: np.asarray(a[:, :n]), 1, bar, samples)
+            stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples)
     finally:
         if bar is not None:
             bar.close()
@@ -302,6 +302,18 @@ def _compile_both(init, run, init_args, compiler_options=None):
     return init_compiled, box["run"]
 
 
+# The whole buffer is copied and cut on the host: slicing the device array by a
+# chunk length that follows the measured rate would compile one small XLA
+# program per distinct length, a cost on every fit and entries in the
+# persistent compilation cache that no later fit can reuse.
+def _take_draws(a, n):
+    return np.asarray(a)[:, :n]
+
+
+def _take_rows(a, n):
+    return np.asarray(a)[:n]
+
+
 def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
     """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up stats.
 
@@ -366,7 +378,7 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
         try:
             # JAX's float64 setting is per thread.
             with jax.enable_x64(True):
-                out[c] = _drive(start(c), run, tune, draws, lambda a, n: np.asarray(a[:n]), 0, bar,
+                out[c] = _drive(start(c), run, tune, draws, _take_rows, 0, bar,
                                 [z[c] for z in z_out], stop)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(e)
