@@ -36,7 +36,17 @@ class BayesLMM:
         see docs/formula.md for everything supported.
     data : pandas.DataFrame
         Not modified.
-    family : {"gaussian", "lognormal"}
+    family : {"gaussian", "lognormal", "student", "bernoulli", "binomial", "poisson", "negbinomial"}
+        brms names and parametrizations (docs/families.md). Families other
+        than gaussian and lognormal are fitted with marginalize="none".
+    link : str, optional
+        The family's link; None its default ("logit" for bernoulli and
+        binomial, which also take "probit"; "log" for counts).
+    weights : str or array-like, optional
+        lme4's ``weights=``: a column name or one value per row (or
+        ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
+        precision weights (residual variance sigma^2 / w_i); other
+        families: each log-likelihood term times w_i.
     priors : Prior or list of Prior, optional
         Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
     na_action : {"error", "drop"}
@@ -46,8 +56,8 @@ class BayesLMM:
     ``.plan(marginalize)``, ``.build_model(marginalize)``.
     """
 
-    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error"):
-        self.design = build_design(formula, data, family=family, na_action=na_action)
+    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error", link=None, weights=None):
+        self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
         self.formula = self.design.spec.formula
         self.family = self.design.family.name
@@ -56,16 +66,16 @@ class BayesLMM:
         """Every prior in use, like brms ``get_prior``: a DataFrame (prior, class, coef, group, source)."""
         return prior_table(self.priors)
 
-    def plan(self, marginalize="auto"):
+    def plan(self, marginalize="auto", approximation=None):
         """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``."""
-        return resolve_plan(self.design, marginalize)
+        return resolve_plan(self.design, marginalize, approximation)
 
     def build_model(self, marginalize="auto"):
         """The ``pm.Model`` (for ``marginalize="none"``: non-centred, every effect sampled)."""
         return build_model(self.design, self.priors, self.plan(marginalize))
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
-            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None):
+            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -74,6 +84,12 @@ class BayesLMM:
             Group-level effects integrated out of the likelihood (exactly) and
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
+            Only gaussian and lognormal can be integrated exactly: for the
+            other families anything but "none"/"auto" is a ValueError and
+            "auto" means "none".
+        approximation : None
+            Only None (exact integration) is available; any other value is a
+            ValueError that names the plans that work.
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
             With "numpyro", NUTS also checks for U-turns between the halves
             of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
@@ -103,7 +119,7 @@ class BayesLMM:
             raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
         if not 0 < float(target_accept) < 1:
             raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
-        plan = self.plan(marginalize)
+        plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
 
         t0 = time.perf_counter()
