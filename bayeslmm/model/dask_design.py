@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.checks import check_levels
-from bayeslmm.model.design import NAMESPACE, _sort_key, common_matrix, factor_labels, formula_variables
+from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, _sort_key, common_matrix, factor_labels, formula_variables
 from bayeslmm.model.families import get_family
 from bayeslmm.model.formula import FormulaSpec, parse_formula
 from bayeslmm.ops.data import MarginalData, _cross, _s1, _zt
 
-__all__ = ["DaskStatistics", "dask_statistics", "is_dask_frame", "check_dask_plan"]
+__all__ = ["DaskDesign", "dask_design", "is_dask_frame", "check_dask_plan"]
 
 
 def is_dask_frame(data) -> bool:
@@ -74,33 +74,45 @@ class _Block:
         return self.n_levels * self.dim
 
 
-@dataclass(frozen=True)
-class DaskStatistics:
-    """What the "all" plan needs from a Dask frame.
+@dataclass(frozen=True, eq=False)
+class DaskDesign:
+    """A :class:`~bayeslmm.model.design.Design` summarised by sufficient statistics: no rows.
 
-    Attributes
-    ----------
-    md : MarginalData
-        Sufficient mode, factors in caller order ``names``.
-    names : tuple of str
-        Factor names, largest ``M_k d_k`` first (the order of ``Design.blocks``).
-    levels : dict str -> tuple of str
-        Level labels of each factor, sorted like R's ``factor()``.
-    terms : dict str -> tuple of str
-        Effect names of each factor.
-    fixed_names : tuple of str
-    n : int
-    sum_y : float
-        Sum of the response on the model scale (``sum(log y)`` for lognormal).
+    Has the attributes the model, priors and recovery read (``spec``,
+    ``family``, ``fixed_names``, ``blocks``, ``n``, ``moments()``,
+    ``log_jacobian``); ``y``, ``y_original`` and ``X`` are None. The blocks
+    carry levels and effect names but zero rows. ``md`` is the sufficient-mode
+    :class:`~bayeslmm.ops.data.MarginalData` of the plan "all"; ``data`` the
+    Dask frame it came from (for lazy predictions).
     """
 
-    md: MarginalData
-    names: tuple
-    levels: dict
-    terms: dict
+    spec: FormulaSpec
+    family: object
     fixed_names: tuple
+    blocks: tuple
     n: int
-    sum_y: float
+    md: MarginalData
+    moments_: Moments
+    log_jacobian: float
+    data: object
+    y = None
+    y_original = None
+    X = None
+    n_dropped = 0
+    fixed_matrix = None
+
+    @property
+    def has_intercept(self) -> bool:
+        return "Intercept" in self.fixed_names
+
+    def moments(self) -> Moments:
+        return self.moments_
+
+    def block(self, name: str):
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"No grouping factor {name!r}; factors are {[b.name for b in self.blocks]}.")
 
 
 def _factors(spec: FormulaSpec) -> dict:
@@ -126,7 +138,7 @@ def _term_values(spec, part: pd.DataFrame) -> dict:
             else:
                 vals, nm, _ = common_matrix(t.expr, part)
             cols.append(vals)
-            names.extend(nm)
+            names.append(tuple(nm))
         out[name] = (np.column_stack(cols), tuple(names))
     return out
 
@@ -143,7 +155,8 @@ def _pass1(part: pd.DataFrame, spec, fam) -> dict:
         keys[name] = k.drop_duplicates()
     for name, (_, nm) in _term_values(spec, part).items():
         terms[name] = nm
-    return dict(n=len(part), XtX=X.T @ X, Xty=X.T @ y, sum_y=float(y.sum()),
+    return dict(n=len(part), XtX=X.T @ X, Xty=X.T @ y, sum_y=float(y.sum()), sum_X=X.sum(axis=0),
+                sum_z={k: v.sum(axis=0) for k, (v, _) in _term_values(spec, part).items()},
                 fixed_names=fixed_names, keys=keys, terms=terms)
 
 
@@ -154,11 +167,12 @@ def _merge1(a: dict, b: dict) -> dict:
             f"present in every partition?): {a['fixed_names']}, {a['terms']} vs {b['fixed_names']}, {b['terms']}. "
             "Give such columns a pandas Categorical dtype with the same categories in every partition.")
     return dict(n=a["n"] + b["n"], XtX=a["XtX"] + b["XtX"], Xty=a["Xty"] + b["Xty"],
-                sum_y=a["sum_y"] + b["sum_y"], fixed_names=a["fixed_names"], terms=a["terms"],
+                sum_y=a["sum_y"] + b["sum_y"], sum_X=a["sum_X"] + b["sum_X"],
+                sum_z={k: a["sum_z"][k] + b["sum_z"][k] for k in a["sum_z"]}, fixed_names=a["fixed_names"], terms=a["terms"],
                 keys={k: pd.concat([a["keys"][k], b["keys"][k]]).drop_duplicates() for k in a["keys"]})
 
 
-def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: np.ndarray) -> dict:
+def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: np.ndarray, means) -> dict:
     """Residual cross-products of one partition, factors in ``names`` order."""
     part = part.reset_index(drop=True)
     y = _response(spec, fam, part)
@@ -169,8 +183,13 @@ def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: 
     blocks = []
     for name in names:
         gidx = pd.Index(levels[name]).get_indexer(factor_labels(part, fac[name][0].factor)).astype(np.int64)
+        if (gidx < 0).any():
+            raise ValueError(f"Partition has levels of {name!r} not seen in the first pass (data changed?).")
         blocks.append(_Block(name, gidx, tv[name][0], len(levels[name])))
+    y_mean, x_mean, z_mean = means
     return dict(
+        ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),
+        ss_z={k: ((tv[k][0] - z_mean[k]) ** 2).sum(axis=0) for k in names},
         ete=float(e @ e), Xte=X.T @ e,
         S={b.name: _s1(b) for b in blocks},
         Zte={b.name: _zt(b, e[:, None])[:, 0] for b in blocks},
@@ -232,8 +251,8 @@ def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, 
     return MarginalData(**fields)
 
 
-def dask_statistics(formula, ddf, family="gaussian") -> DaskStatistics:
-    """Levels and sufficient statistics of ``ddf`` for the plan that marginalizes every factor.
+def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
+    """Levels, moments and sufficient statistics of ``ddf`` for the plan that marginalizes every factor.
 
     Two passes over the partitions on the active Dask scheduler; the driver
     holds only per-partition statistics, O(p^2 + sum_k M_k d_k (p + d_k) +
@@ -258,12 +277,28 @@ def dask_statistics(formula, ddf, family="gaussian") -> DaskStatistics:
         keys = p1["keys"][name].sort_values(list(tl[0].factor), kind="stable")
         levels[name] = tuple(keys["__label"].drop_duplicates())
         check_levels(name, len(levels[name]))
-    terms = p1["terms"]
+    term_groups = p1["terms"]  # factor -> per-term effect names
+    terms = {k: tuple(n for t in v for n in t) for k, v in term_groups.items()}
     names = tuple(sorted(levels, key=lambda k: -len(levels[k]) * len(terms[k])))
     XtX = p1["XtX"]
     beta_hat = np.linalg.lstsq(XtX, p1["Xty"], rcond=None)[0]
+    n = int(p1["n"])
+    means = (p1["sum_y"] / n, p1["sum_X"] / n, {k: v / n for k, v in p1["sum_z"].items()})
 
-    p2 = dask.compute(_tree([dask.delayed(_pass2)(p, spec, fam, levels, names, beta_hat) for p in parts],
+    p2 = dask.compute(_tree([dask.delayed(_pass2)(p, spec, fam, levels, names, beta_hat, means) for p in parts],
                             _merge2))[0]
-    md = _assemble(p2, names, levels, terms, XtX, beta_hat, p1["n"])
-    return DaskStatistics(md, names, levels, terms, p1["fixed_names"], int(p1["n"]), p1["sum_y"])
+    md = _assemble(p2, names, levels, terms, XtX, beta_hat, n)
+    moments = Moments(float(means[0]), float(np.sqrt(p2["ss_y"] / n)), means[1], np.sqrt(p2["ss_X"] / n),
+                      {k: np.sqrt(p2["ss_z"][k] / n) for k in names})
+    fac = _factors(spec)
+    blocks = []
+    for k in names:
+        groups, start = [], 0
+        for t, nm in zip(fac[k], term_groups[k]):
+            idx = tuple(range(start, start + len(nm)))
+            groups.extend([idx] if t.correlated else [(i,) for i in idx])
+            start += len(nm)
+        blocks.append(ReBlock(k, np.zeros(0, np.int64), np.zeros((0, len(terms[k]))), levels[k], terms[k],
+                              tuple(groups)))
+    jac = -p1["sum_y"] if fam.log_scale else 0.0
+    return DaskDesign(spec, fam, p1["fixed_names"], tuple(blocks), n, md, moments, jac, ddf)

@@ -165,10 +165,10 @@ def _targets(design):
 
 
 def _defaults(design) -> dict:
-    y = design.y
-    s_y = float(np.std(y)) or 1.0
-    m_y = float(np.mean(y))
-    x_sd = {c: float(np.std(design.X[:, i])) for i, c in enumerate(design.fixed_names)}
+    mom = design.moments()
+    s_y = mom.y_sd or 1.0
+    m_y = mom.y_mean
+    x_sd = {c: float(mom.x_sd[i]) for i, c in enumerate(design.fixed_names)}
     out = {}
     for cls, group, coef in _targets(design):
         if cls == "Intercept":
@@ -177,8 +177,7 @@ def _defaults(design) -> dict:
             out[(cls, group, coef)] = ("normal", (0.0, 2.5 * s_y / (x_sd[coef] or 1.0)))
         elif cls == "sd":
             blk = design.block(group)
-            col = blk.values[:, blk.terms.index(coef)]
-            s_x = float(np.std(col)) if coef != "Intercept" else 0.0
+            s_x = float(mom.z_sd[group][blk.terms.index(coef)]) if coef != "Intercept" else 0.0
             out[(cls, group, coef)] = ("half_student_t", (3.0, s_y / (s_x or 1.0)))
         elif cls == "cor":
             out[(cls, group, coef)] = ("lkj", (2.0,))
