@@ -15,6 +15,7 @@ import time
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
 from .model.checks import check_choice, check_positive_int
+from .model.dask_design import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, sample
@@ -34,8 +35,10 @@ class BayesLMM:
     formula : str
         lme4 syntax, e.g. ``"log(rt) ~ cond + (cond | subj) + (1 | item)"``;
         see docs/formula.md for everything supported.
-    data : pandas.DataFrame
-        Not modified.
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        Not modified. A Dask frame (``pip install bayeslmm[dask]``) is read
+        in two passes over its partitions on the active scheduler into
+        sufficient statistics (docs/dask.md); it needs ``marginalize="all"``.
     family : {"gaussian", "lognormal", "student", "bernoulli", "binomial", "poisson", "negbinomial"}
         brms names and parametrizations (docs/families.md). Families other
         than gaussian and lognormal are fitted with marginalize="none".
@@ -57,7 +60,18 @@ class BayesLMM:
     """
 
     def __init__(self, formula, data, family="gaussian", priors=None, na_action="error", link=None, weights=None):
-        self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
+        self.is_dask = is_dask_frame(data)
+        if self.is_dask:
+            if na_action != "error":
+                raise ValueError(f"na_action={na_action!r} is not supported for a Dask DataFrame; drop the "
+                                 "rows with ddf.dropna() first.")
+            if link is not None or weights is not None:
+                raise ValueError("link= and weights= are not supported for a Dask DataFrame (gaussian and "
+                                 f"lognormal with their default identity link only); got link={link!r}, "
+                                 f"weights={weights!r}.")
+            self.design = dask_design(formula, data, family=family)
+        else:
+            self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
         self.formula = self.design.spec.formula
         self.family = self.design.family.name
@@ -67,8 +81,16 @@ class BayesLMM:
         return prior_table(self.priors)
 
     def plan(self, marginalize="auto", approximation=None):
-        """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``."""
-        return resolve_plan(self.design, marginalize, approximation)
+        """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``.
+
+        On a Dask frame "auto" means "all", the only plan that reads no rows per gradient.
+        """
+        if self.is_dask and isinstance(marginalize, str) and marginalize == "auto":
+            marginalize = "all"
+        plan = resolve_plan(self.design, marginalize, approximation)
+        if self.is_dask:
+            check_dask_plan(plan)
+        return plan
 
     def build_model(self, marginalize="auto"):
         """The ``pm.Model`` (for ``marginalize="none"``: non-centred, every effect sampled)."""

@@ -81,7 +81,7 @@ def grad_seconds(design, marginalized) -> float:
     """
     blocks = [b for b in design.blocks if b.name in marginalized]
     sampled = [b for b in design.blocks if b.name not in marginalized]
-    n, p = design.X.shape
+    n, p = design.n, len(design.fixed_names)
     t = _OVERHEAD_S
     if sampled or not blocks:
         t += _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
