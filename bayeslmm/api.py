@@ -18,7 +18,7 @@ from .model.checks import check_choice, check_positive_int
 from .model.dask_design import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
 from .pymc_model import build_model, marginal_data
-from .sampling import SAMPLERS, sample
+from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
 from .sampling.xla import options_for
 
@@ -97,7 +97,8 @@ class BayesLMM:
         return build_model(self.design, self.priors, self.plan(marginalize))
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
-            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None):
+            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None,
+            compile_cache=None):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -121,6 +122,15 @@ class BayesLMM:
             curvature at each chain's start (:mod:`bayeslmm.sampling.nuts`):
             memory bounded however long the run, interruptible at any time.
             False: NumPyro's own ``MCMC.run``, one execution over all chains.
+        compile_cache : None, bool or path
+            Where JAX keeps compiled programs on disk during the fit, so that
+            the same model fitted again in a new process skips most of its
+            compilation. None (the default): the environment variable
+            ``BAYESLMM_JAX_CACHE`` (a directory, or ``0``/``off`` to turn
+            it off), else ``bayeslmm/jax`` in the user's cache directory;
+            True: that directory; False: no cache; a path: that directory
+            (:mod:`bayeslmm.sampling.cache`). A cache directory configured
+            for JAX itself takes precedence.
 
         Returns
         -------
@@ -141,9 +151,17 @@ class BayesLMM:
             raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
         if not 0 < float(target_accept) < 1:
             raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
+        cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
+        with compilation_cache(cache_dir):
+            idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
+                                                 progressbar, low_memory)
+        fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+        fit.check_convergence(stacklevel=2)
+        return fit
 
+    def _sample(self, plan, draws, tune, chains, target_accept, random_seed, sampler, progressbar, low_memory):
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
@@ -159,10 +177,7 @@ class BayesLMM:
             release_freed_memory()
             recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
         t2 = time.perf_counter()
-        timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
-        fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
-        fit.check_convergence(stacklevel=2)
-        return fit
+        return idata, model, {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
 
     def __repr__(self):
         return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"
