@@ -66,7 +66,13 @@ def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.
 
 
 class FitSummary:
-    """brms-like summary; ``.tables`` holds every part as a DataFrame."""
+    """brms-like summary; ``.tables`` holds every part as a DataFrame.
+
+    Keys are brms' titles: ``"~subj (Number of levels: 18)"`` per factor
+    (printed under "Multilevel Hyperparameters"), ``"Regression
+    Coefficients"``, ``"Further Distributional Parameters"``; interval
+    columns are ``l-95% CI`` / ``u-95% CI``.
+    """
 
     def __init__(self, header: list[str], tables: dict, notes: list[str]):
         self.header, self.tables, self.notes = header, tables, notes
@@ -83,10 +89,20 @@ class FitSummary:
             out["Rhat"] = out["Rhat"].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.2f}")
         return out
 
+    def _sections(self):
+        """(brms section heading or None, table title, table) in print order."""
+        group_done = False
+        for title, df in self.tables.items():
+            head = None
+            if title.startswith("~") and not group_done:
+                head, group_done = "Multilevel Hyperparameters:", True
+            yield head, title, df
+
     def __str__(self):
         lines = list(self.header)
-        for title, df in self.tables.items():
-            lines += ["", f"{title}:", self._fmt(df).to_string(float_format=lambda v: f"{v:.2f}")]
+        for head, title, df in self._sections():
+            lines += [""] + ([head] if head else []) + [f"{title}:",
+                                                        self._fmt(df).to_string(float_format=lambda v: f"{v:.2f}")]
         if self.notes:
             lines += [""] + self.notes
         return "\n".join(lines)
@@ -95,8 +111,10 @@ class FitSummary:
 
     def _repr_html_(self):
         parts = ["<br>".join(self.header)]
-        for title, df in self.tables.items():
-            parts.append(f"<h4>{title}</h4>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
+        for head, title, df in self._sections():
+            if head:
+                parts.append(f"<h4>{head}</h4>")
+            parts.append(f"<h5>{title}</h5>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
         parts += [f"<p>{n}</p>" for n in self.notes]
         return "\n".join(parts)
 
@@ -152,19 +170,37 @@ class LMMFit:
         names = self.design.fixed_names
         return draw_table({n: self._sel("fixef", fixef_term=n) for n in names}, prob, diagnostics=False)
 
-    def ranef(self, summary: bool = True):
-        """Group-level effects per factor: dict factor -> DataFrame (levels x effects) of posterior means.
+    def _level_table(self, blk, da, prob):
+        """brms ``ranef``/``coef`` table: levels x (effect, stat), stats Estimate/Est.Error/Q2.5/Q97.5."""
+        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+        a = np.asarray(da.transpose("chain", "draw", f"{blk.name}__level", f"{blk.name}__effect"))
+        flat = a.reshape(-1, *a.shape[2:])
+        stats = {"Estimate": flat.mean(0), "Est.Error": flat.std(0, ddof=1),
+                 f"Q{100 * lo:g}": np.quantile(flat, lo, axis=0), f"Q{100 * hi:g}": np.quantile(flat, hi, axis=0)}
+        levels = pd.Index(np.asarray(da[f"{blk.name}__level"]), name=blk.name)
+        effects = list(np.asarray(da[f"{blk.name}__effect"]))
+        cols = pd.MultiIndex.from_product([effects, list(stats)], names=["effect", "stat"])
+        data = np.stack([np.stack([stats[k][:, j] for k in stats], axis=-1) for j in range(len(effects))], axis=1)
+        return pd.DataFrame(data.reshape(len(levels), -1), index=levels, columns=cols)
 
-        ``summary=False`` gives dict factor -> DataArray of draws.
+    def ranef(self, summary: bool = True, prob: float = 0.95):
+        """Group-level effects per factor, like brms ``ranef``: dict factor -> DataFrame.
+
+        Rows are the factor's levels (index named after the factor), columns
+        a (effect, stat) MultiIndex with stats Estimate, Est.Error and the
+        central ``prob`` interval (Q2.5, Q97.5): ``ranef()["subj"]["cond"]``
+        is brms' ``ranef(fit)$subj[, , "cond"]``. ``summary=False`` gives
+        dict factor -> DataArray of draws (chain x draw x level x effect).
+        Cost: one pass over the draws.
         """
         out = {}
         for blk in self.design.blocks:
             da = self.posterior[f"r_{blk.name}"]
-            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+            out[blk.name] = da if not summary else self._level_table(blk, da, prob)
         return out
 
-    def coef(self, summary: bool = True):
-        """Fixed plus group-level effects per level, like lme4 ``coef``.
+    def coef(self, summary: bool = True, prob: float = 0.95):
+        """Fixed plus group-level effects per level, like brms/lme4 ``coef``; same layout as :meth:`ranef`.
 
         Effects without a matching fixed term are the group effects alone.
         """
@@ -177,9 +213,9 @@ class LMMFit:
                 val = r.sel({f"{blk.name}__effect": t})
                 if fe is not None and t in self.design.fixed_names:
                     val = val + fe.sel(fixef_term=t)
-                parts.append(val.drop_vars("fixef_term", errors="ignore"))
+                parts.append(val.drop_vars("fixef_term", errors="ignore").transpose(*r.dims[:-1]))
             da = r.copy(data=np.stack([np.asarray(p) for p in parts], axis=-1))
-            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+            out[blk.name] = da if not summary else self._level_table(blk, da, prob)
         return out
 
     def _group_draws(self):
@@ -220,19 +256,23 @@ class LMMFit:
             f"   Data: {d.n} observations" + (f" ({d.n_dropped} rows with NaN dropped)" if d.n_dropped else ""),
             f"  Draws: {post.sizes['chain']} chains, each with {post.sizes['draw']} post-warmup draws; "
             f"total post-warmup draws = {n_draws}",
-            f"Sampler: {self.sampler}; marginalization: {self.plan.describe()}",
+            f"Sampler: {self.sampler}; {self.plan.describe()}",
         ]
         tables = {}
         notes = []
         gd = self._group_draws()
         for blk in d.blocks:
             tab = draw_table({p: v for (g, p), v in gd.items() if g == blk.name}, prob)
-            tables[f"Group-Level Effects: ~{blk.name} (Number of levels: {blk.n_levels})"] = tab
+            tables[f"~{blk.name} (Number of levels: {blk.n_levels})"] = tab
             notes += self._singularity_notes(blk.name, tab, gd)
         if d.fixed_names:
-            tables["Population-Level Effects"] = draw_table(
+            tables["Regression Coefficients"] = draw_table(
                 {n: self._sel("fixef", fixef_term=n) for n in d.fixed_names}, prob)
-        tables["Family Specific Parameters"] = draw_table({"sigma": self._sel("sigma")}, prob)
+        tables["Further Distributional Parameters"] = draw_table({"sigma": self._sel("sigma")}, prob)
+        ci = {c: c for c in tables[next(iter(tables))].columns}
+        ci.update({f"Q{100 * (1 - prob) / 2:g}": f"l-{100 * prob:g}% CI",
+                   f"Q{100 * (1 - (1 - prob) / 2):g}": f"u-{100 * prob:g}% CI"})
+        tables = {k: v.rename(columns=ci) for k, v in tables.items()}
         n_div = self.n_divergences
         if n_div:
             notes.append(f"Warning: there were {n_div} divergent transitions after warmup.")
