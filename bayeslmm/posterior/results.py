@@ -238,7 +238,8 @@ class LMMFit:
         ``cor(Intercept,c_int)``, and ("Residual", "sigma").
         """
         draws = self._group_draws()
-        draws[("Residual", "sigma")] = self._sel("sigma")
+        if "sigma" in self.design.family.aux:
+            draws[("Residual", "sigma")] = self._sel("sigma")
         if not summary:
             return draws
         df = draw_table({k: v for k, v in draws.items()}, prob, diagnostics=False)
@@ -268,10 +269,12 @@ class LMMFit:
         if d.fixed_names:
             tables["Regression Coefficients"] = draw_table(
                 {n: self._sel("fixef", fixef_term=n) for n in d.fixed_names}, prob)
-        tables["Further Distributional Parameters"] = draw_table({"sigma": self._sel("sigma")}, prob)
-        ci = {c: c for c in tables[next(iter(tables))].columns}
-        ci.update({f"Q{100 * (1 - prob) / 2:g}": f"l-{100 * prob:g}% CI",
-                   f"Q{100 * (1 - (1 - prob) / 2):g}": f"u-{100 * prob:g}% CI"})
+        if d.family.aux:
+            tables["Further Distributional Parameters"] = draw_table({a: self._sel(a) for a in d.family.aux}, prob)
+        if d.family.link != "identity":
+            header[0] += f"\n  Links: mu = {d.family.link}"
+        ci = {f"Q{100 * (1 - prob) / 2:g}": f"l-{100 * prob:g}% CI",
+              f"Q{100 * (1 - (1 - prob) / 2):g}": f"u-{100 * prob:g}% CI"}
         tables = {k: v.rename(columns=ci) for k, v in tables.items()}
         n_div = self.n_divergences
         if n_div:
@@ -305,7 +308,7 @@ class LMMFit:
 
     def max_rhat(self) -> float:
         """Largest Rhat over fixed effects, SDs, correlations and sigma."""
-        draws = [v for v in self._group_draws().values()] + [self._sel("sigma")]
+        draws = [v for v in self._group_draws().values()] + [self._sel(a) for a in self.design.family.aux]
         if self.design.fixed_names:
             draws += [self._sel("fixef", fixef_term=n) for n in self.design.fixed_names]
         if self.posterior.sizes["chain"] < 2:
