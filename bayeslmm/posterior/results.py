@@ -17,7 +17,7 @@ import pandas as pd
 from . import store
 from .loglik import log_likelihood, loo
 from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
-from .predict import posterior_predictive, predict
+from .predict import posterior_predictive, predict, summarise_draws
 
 __all__ = ["LMMFit", "FitSummary", "draw_table"]
 
@@ -336,6 +336,38 @@ class LMMFit:
         """Posterior draws (draws x rows) of predictions; see :func:`bayeslmm.posterior.predict.predict`."""
         return predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
                        kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+
+    def fitted(self, newdata=None, re_formula=None, allow_new_levels=False, summary: bool = True,
+               prob: float = 0.95, scale: str = "response", random_seed=None):
+        """Expected response per row, like brms ``fitted`` (``posterior_epred``).
+
+        ``summary=True`` (default): DataFrame indexed as ``newdata`` (the
+        training rows if None) with Estimate, Est.Error and the equal-tailed
+        ``prob`` interval (Q2.5, Q97.5); ``summary=False``: the draws
+        (draws x rows). ``scale="linear"`` gives the linear predictor.
+        Cost: that of :meth:`predict`.
+        """
+        if scale not in ("response", "linear"):
+            raise ValueError(f"scale must be 'response' or 'linear'; got {scale!r}")
+        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                             kind="mean" if scale == "response" else "link", random_seed=random_seed)
+        return summarise_draws(draws, self._row_index(newdata), prob) if summary else draws
+
+    def predict_table(self, newdata=None, re_formula=None, allow_new_levels=False, prob: float = 0.95,
+                      random_seed=None):
+        """brms ``predict`` with ``summary = TRUE``: new observations per row, summarised.
+
+        DataFrame indexed as ``newdata`` with Estimate, Est.Error, Q2.5,
+        Q97.5 of posterior predictive draws (``predict(kind="response")``).
+        """
+        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                             kind="response", random_seed=random_seed)
+        return summarise_draws(draws, self._row_index(newdata), prob)
+
+    def _row_index(self, newdata):
+        if newdata is not None:
+            return newdata.index
+        return pd.RangeIndex(self.design.n)
 
     def posterior_predictive(self, random_seed=None):
         """Draw y for the training rows into ``idata``; see :func:`bayeslmm.posterior.predict.posterior_predictive`."""

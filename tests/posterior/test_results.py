@@ -128,3 +128,24 @@ def test_singular_note():
         warnings.simplefilter("ignore")
         fit = BayesLMM("y ~ 1 + (1 | g)", df).fit(draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
     assert any("piles up near 0" in n for n in fit.summary().notes)
+
+
+def test_fitted_and_predict_tables(fit):
+    data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
+    new = data.iloc[[3, 0, 7]]
+    draws = fit.predict(new, kind="mean")
+    tab = fit.fitted(new)
+    assert list(tab.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"] and len(tab) == draws.shape[1]
+    np.testing.assert_allclose(tab["Estimate"], draws.mean(0))
+    np.testing.assert_allclose(tab["Est.Error"], draws.std(0, ddof=1))
+    np.testing.assert_allclose(tab["Q2.5"], np.quantile(draws, 0.025, axis=0))
+    np.testing.assert_allclose(tab["Q97.5"], np.quantile(draws, 0.975, axis=0))
+    assert list(tab.index) == list(new.index)
+    assert len(fit.fitted()) == len(data)
+    np.testing.assert_array_equal(fit.fitted(new, summary=False), draws)
+    np.testing.assert_allclose(fit.fitted(new, scale="linear", summary=False), fit.predict(new, kind="link"))
+    y = fit.predict(new, kind="response", random_seed=4)
+    pt = fit.predict_table(new, random_seed=4, prob=0.9)
+    np.testing.assert_allclose(pt["Q5"], np.quantile(y, 0.05, axis=0))
+    with pytest.raises(ValueError, match="scale"):
+        fit.fitted(scale="mu")
