@@ -18,6 +18,7 @@ from . import store
 from .loglik import log_likelihood, loo
 from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
 from .predict import posterior_predictive, predict, summarise_draws
+from .r2 import bayes_R2
 
 __all__ = ["LMMFit", "FitSummary", "draw_table"]
 
@@ -363,6 +364,10 @@ class LMMFit:
         draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
                              kind="response", random_seed=random_seed)
         return summarise_draws(draws, self._row_index(newdata), prob)
+
+    def bayes_R2(self, re_formula=None, summary: bool = True, prob: float = 0.95):
+        """Bayesian R2 (brms ``bayes_R2``); ``re_formula="NA"`` for the marginal R2. See :func:`bayeslmm.posterior.r2.bayes_R2`."""
+        return bayes_R2(self, re_formula=re_formula, summary=summary, prob=prob)
 
     def _row_index(self, newdata):
         if newdata is not None:

@@ -149,3 +149,17 @@ def test_fitted_and_predict_tables(fit):
     np.testing.assert_allclose(pt["Q5"], np.quantile(y, 0.05, axis=0))
     with pytest.raises(ValueError, match="scale"):
         fit.fitted(scale="mu")
+
+
+def test_bayes_R2_by_hand(fit):
+    data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
+    y = data["y"].to_numpy()
+    for re_formula in (None, "NA"):
+        mu = fit.predict(re_formula=re_formula, kind="mean")
+        vm, ve = np.var(mu, axis=1, ddof=1), np.var(y - mu, axis=1, ddof=1)
+        r2 = fit.bayes_R2(re_formula=re_formula, summary=False)
+        np.testing.assert_allclose(r2, vm / (vm + ve))
+        tab = fit.bayes_R2(re_formula=re_formula)
+        assert tab.loc["R2", "Estimate"] == pytest.approx(r2.mean())
+        assert tab.loc["R2", "Q97.5"] == pytest.approx(np.quantile(r2, 0.975))
+    assert fit.bayes_R2(re_formula="NA")["Estimate"].iloc[0] < fit.bayes_R2()["Estimate"].iloc[0]
