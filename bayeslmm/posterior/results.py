@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from html import escape
 
 import arviz as az
 import numpy as np
@@ -111,12 +112,12 @@ class FitSummary:
     __repr__ = __str__
 
     def _repr_html_(self):
-        parts = ["<br>".join(self.header)]
+        parts = ["<br>".join(escape(h).replace("\n", "<br>") for h in self.header)]
         for head, title, df in self._sections():
             if head:
                 parts.append(f"<h4>{head}</h4>")
             parts.append(f"<h5>{title}</h5>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
-        parts += [f"<p>{n}</p>" for n in self.notes]
+        parts += [f"<p>{escape(n)}</p>" for n in self.notes]
         return "\n".join(parts)
 
 
@@ -411,6 +412,10 @@ class LMMFit:
         return plot_ppc(self, **kwargs)
 
     # --- end analysis ---
+
+    def _repr_html_(self):
+        """Notebook view: the brms summary as HTML tables, no fixed colours (readable on light and dark themes)."""
+        return f"<div><b>{escape(repr(self))}</b>" + self.summary()._repr_html_() + "</div>"
 
     def __repr__(self):
         return f"<LMMFit {self.design.spec.formula!r}, {self.plan.label}, {self.sampler}>"

@@ -163,3 +163,9 @@ def test_bayes_R2_by_hand(fit):
         assert tab.loc["R2", "Estimate"] == pytest.approx(r2.mean())
         assert tab.loc["R2", "Q97.5"] == pytest.approx(np.quantile(r2, 0.975))
     assert fit.bayes_R2(re_formula="NA")["Estimate"].iloc[0] < fit.bayes_R2()["Estimate"].iloc[0]
+
+
+def test_html_repr(fit):
+    html = fit._repr_html_()
+    assert html.count("<table") == len(fit.summary().tables)
+    assert "Multilevel Hyperparameters" in html and "&lt;LMMFit" in html and "color" not in html
