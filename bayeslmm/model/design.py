@@ -118,6 +118,18 @@ class ReBlock:
         return any(len(g) > 1 for g in self.corr_groups)
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Summary moments of a design: ``y_mean``, ``y_sd``, ``x_mean`` and ``x_sd`` (per column of X),
+    ``z_sd`` (factor name -> SD of each effect column)."""
+
+    y_mean: float
+    y_sd: float
+    x_mean: np.ndarray
+    x_sd: np.ndarray
+    z_sd: dict
+
+
 @dataclass(frozen=True, eq=False)
 class Design:
     """Everything the model needs from the data, computed once."""
@@ -148,6 +160,16 @@ class Design:
     @property
     def has_intercept(self) -> bool:
         return "Intercept" in self.fixed_names
+
+    @property
+    def log_jacobian(self) -> float:
+        """log |d model scale / d y| summed over the rows (0 for gaussian)."""
+        return self.family.log_jacobian(self.y_original)
+
+    def moments(self) -> "Moments":
+        """Means and SDs (ddof 0) that the data-scaled default priors and brms centring read; O(N (p + sum_k d_k))."""
+        return Moments(float(np.mean(self.y)), float(np.std(self.y)), self.X.mean(axis=0), self.X.std(axis=0),
+                       {b.name: b.values.std(axis=0) for b in self.blocks})
 
     def block(self, name: str) -> ReBlock:
         for b in self.blocks:

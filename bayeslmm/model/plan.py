@@ -56,7 +56,7 @@ class MarginalizationPlan:
 
 
 # Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10,
-# float64; benchmarks/results/plans_small.json and plans_insteval.json;
+# float64; benchmarks/results/latest/plans/plans_small.json and plans_insteval.json;
 # _DENSE_ROW_S re-measured on plans_seeds.json after the kernel rewrite:
 # 2.5-3.1 us on dillonE1, eeg and crossed 50x40); see
 # docs/marginalization.md for the derivation and the check of the choices.
@@ -81,7 +81,7 @@ def grad_seconds(design, marginalized) -> float:
     """
     blocks = [b for b in design.blocks if b.name in marginalized]
     sampled = [b for b in design.blocks if b.name not in marginalized]
-    n, p = design.X.shape
+    n, p = design.n, len(design.fixed_names)
     t = _OVERHEAD_S
     if sampled or not blocks:
         t += _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))

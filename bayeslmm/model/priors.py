@@ -176,8 +176,6 @@ def _targets(design):
 def _link_scale(design) -> tuple[float, float]:
     """(m_y, s_y) of the default priors: the response's on the Gaussian scale, brms's on a link scale."""
     fam = design.family
-    if fam.name in ("gaussian", "lognormal", "student"):
-        return float(np.mean(design.y)), float(np.std(design.y)) or 1.0
     if fam.counts and not fam.trials:
         m = float(np.mean(design.y_original))
         return (float(np.log(m)) if m > 0 else 0.0), 1.0
@@ -185,8 +183,10 @@ def _link_scale(design) -> tuple[float, float]:
 
 
 def _defaults(design) -> dict:
-    m_y, s_y = _link_scale(design)
-    x_sd = {c: float(np.std(design.X[:, i])) for i, c in enumerate(design.fixed_names)}
+    mom = design.moments()
+    gaussian_scale = design.family.name in ("gaussian", "lognormal", "student")
+    m_y, s_y = (mom.y_mean, mom.y_sd or 1.0) if gaussian_scale else _link_scale(design)
+    x_sd = {c: float(mom.x_sd[i]) for i, c in enumerate(design.fixed_names)}
     out = {}
     for cls, group, coef in _targets(design):
         if cls == "Intercept":
@@ -195,9 +195,8 @@ def _defaults(design) -> dict:
             out[(cls, group, coef)] = ("normal", (0.0, 2.5 * s_y / (x_sd[coef] or 1.0)))
         elif cls == "sd":
             blk = design.block(group)
-            col = blk.values[:, blk.terms.index(coef)]
-            s_x = float(np.std(col)) if coef != "Intercept" else 0.0
-            sd_scale = s_y if design.family.name in ("gaussian", "lognormal", "student") else 2.5
+            s_x = float(mom.z_sd[group][blk.terms.index(coef)]) if coef != "Intercept" else 0.0
+            sd_scale = s_y if gaussian_scale else 2.5
             out[(cls, group, coef)] = ("half_student_t", (3.0, sd_scale / (s_x or 1.0)))
         elif cls == "cor":
             out[(cls, group, coef)] = ("lkj", (2.0,))

@@ -30,6 +30,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.slinalg import block_diag
 
+from bayeslmm.model.dask_design import check_dask_plan
 from bayeslmm.model.design import nested_in
 from bayeslmm.model.priors import whole_of
 from bayeslmm.ops import MarginalData, marginal_loglik
@@ -86,22 +87,25 @@ def _fixed_effects(design, priors):
     names = list(design.fixed_names)
     slope_idx = [i for i, c in enumerate(names) if c != "Intercept"]
     b_priors = {p.coef: p for p in priors if p.cls == "b"}
-    mu = pt.zeros(design.n)
+    # A design summarised by sufficient statistics (a Dask frame) has no rows: no mean per row.
+    mu = pt.zeros(design.n) if X is not None else None
+    x_mean = design.moments().x_mean
     coefs = [None] * len(names)
     if slope_idx:
         pri = [b_priors[names[i]] for i in slope_idx]
         b = _vector_rv("b", pri, "b_term")
-        Xs = X[:, slope_idx]
-        if design.has_intercept:
-            Xs = Xs - Xs.mean(axis=0)  # brms centring: decorrelates intercept and slopes
-        mu = mu + pt.dot(Xs, b)
+        if X is not None:
+            Xs = X[:, slope_idx]
+            if design.has_intercept:
+                Xs = Xs - x_mean[slope_idx]  # brms centring: decorrelates intercept and slopes
+            mu = mu + pt.dot(Xs, b)
         for j, i in enumerate(slope_idx):
             coefs[i] = b[j]
     if design.has_intercept:
         p = next(p for p in priors if p.cls == "Intercept")
         ic = _dist(p.dist, p.args, name="Intercept_centered")
-        mu = mu + ic
-        shift = pt.dot(X[:, slope_idx].mean(axis=0), b) if slope_idx else 0.0
+        mu = mu + ic if mu is not None else None
+        shift = pt.dot(x_mean[slope_idx], b) if slope_idx else 0.0
         coefs[names.index("Intercept")] = ic - shift
     beta = pm.Deterministic("fixef", pt.stack(coefs), dims="fixef_term") if names else pt.zeros(0)
     return mu, beta
@@ -159,6 +163,9 @@ def _scale_factor(blk, priors, signed=False):
 
 def marginal_data(design, plan) -> MarginalData:
     """Precompute (once, before sampling) what the marginal likelihood needs."""
+    if design.X is None:  # summarised by sufficient statistics (a Dask frame): plan "all" only
+        check_dask_plan(plan)
+        return design.md
     factors = [b for b in design.blocks if b.name in plan.marginalized]
     return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
 
@@ -295,5 +302,5 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
             Lm = [Ls[n] for n in md.names]
             # mu holds the centred intercept; the Op wants X's own columns, so it gets beta.
             ll = marginal_loglik(md, beta, sigma, Lm, None if plan.sufficient else offset)
-            pm.Potential("y_marginal", ll + design.family.log_jacobian(design.y_original))
+            pm.Potential("y_marginal", ll + design.log_jacobian)
     return model
