@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 FORMULA = "y ~ x + (x | subj) + (1 | item)"
-CHUNK = 5_000_000
+CHUNK = 1_000_000
 
 
 def write_parquet(path: Path, n: int, seed=0) -> None:
@@ -87,7 +87,7 @@ def main():
 
     rows = args.rows or [10_000_000]
     out = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster):
         for n in rows:
             path = Path(args.dir) / f"n{n}"
             if not path.exists():
