@@ -266,6 +266,12 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
     fam = get_family(family)
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
+    # formulae would evaluate a stateful transform on each partition's own mean and SD.
+    stateful = [t for t in ("scale(", "center(", "standardize(") if t in spec.formula.replace(" ", "")]
+    if stateful:
+        raise ValueError(f"Stateful transforms {[t + ')' for t in stateful]} in {spec.formula!r} are not supported "
+                         "on a Dask DataFrame yet; standardize the column with the frame's global mean and SD "
+                         "(ddf.assign(...)) before passing it.")
     missing = [v for v in formula_variables(spec) if v not in ddf.columns]
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
