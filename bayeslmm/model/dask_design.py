@@ -264,6 +264,14 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
 
     spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
     fam = get_family(family)
+    if fam.name not in ("gaussian", "lognormal"):
+        raise ValueError(f"family={fam.name!r} on a Dask DataFrame: only 'gaussian' and 'lognormal' are fitted "
+                         "from sufficient statistics (their effects integrate out exactly); use a pandas "
+                         "DataFrame for other families.")
+    extras = [e for e in (list(spec.offsets) + [spec.trials, spec.weights]) if e]
+    if extras:
+        raise ValueError(f"offset(), trials() and weights() are not supported on a Dask DataFrame; the formula "
+                         f"{spec.formula!r} uses {extras}.")
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
     # formulae would evaluate a stateful transform on each partition's own mean and SD.

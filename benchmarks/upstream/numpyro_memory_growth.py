@@ -1,10 +1,10 @@
 """Reproducer, without bayeslmm or PyMC, for the memory growth of long NumPyro runs on the CPU.
 
-    python benchmarks/numpyro_memory_growth.py [--rows N] [--chains C] [--iters K] [--method M]
+    python benchmarks/upstream/numpyro_memory_growth.py [--rows N] [--chains C] [--iters K] [--method M]
 
 A 2,972-dimensional Gaussian potential whose gradient gathers and scatters
 over N rows through constant integer indices (the shape of the
-InstEval-shaped model's sampled student effects), sampled by NumPyro's NUTS
+InstEval model's sampled student effects), sampled by NumPyro's NUTS
 with C chains ("parallel": one XLA host device per chain, as PyMC runs them;
 "threads": one single-chain MCMC per device, each in its own Python thread).
 Prints the resident set size every 4 s and the growth rate while sampling;
