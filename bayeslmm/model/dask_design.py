@@ -100,6 +100,11 @@ class DaskDesign:
     X = None
     n_dropped = 0
     fixed_matrix = None
+    # Refused on a Dask frame (dask_design raises), so always absent here.
+    offset = None
+    weights = None
+    trials = None
+    has_offset = False
 
     @property
     def has_intercept(self) -> bool:
