@@ -29,7 +29,7 @@ from bayeslmm.model.formula import FormulaSpec, parse_formula
 
 from .recover import stack_draws
 
-__all__ = ["PredictionRows", "linear_predictor", "posterior_predictive", "predict", "prediction_rows",
+__all__ = ["PredictionRows", "summarise_draws", "linear_predictor", "posterior_predictive", "predict", "prediction_rows",
            "prior_predictive"]
 
 KINDS = ("link", "mean", "response")
@@ -295,6 +295,25 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     if kind == "mean":
         return response_mean(design.family, eta, aux, trials)
     return response_draws(design.family, eta, aux, trials, rng)
+
+
+def summarise_draws(draws, index=None, prob: float = 0.95) -> pd.DataFrame:
+    """brms-style table of draws (S x n): one row per column, Estimate, Est.Error, Q2.5, Q97.5.
+
+    Estimate is the posterior mean, Est.Error the SD (ddof=1), the Q columns
+    the equal-tailed ``prob`` interval, as brms ``fitted``/``predict`` with
+    ``summary = TRUE``. ``index`` labels the rows (the newdata index).
+    Cost: O(S n log S).
+    """
+    a = np.asarray(draws, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"draws must be a 2-d array (draws x rows); got shape {a.shape}")
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1); got {prob!r}")
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    return pd.DataFrame({"Estimate": a.mean(0), "Est.Error": a.std(0, ddof=1),
+                         f"Q{100 * lo:g}": np.quantile(a, lo, axis=0), f"Q{100 * hi:g}": np.quantile(a, hi, axis=0)},
+                        index=index)
 
 
 def row_offset_trials(design, newdata, need_trials=True):
