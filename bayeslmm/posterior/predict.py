@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
+from bayeslmm.model.checks import check_bool, check_finite_rows
 from bayeslmm.model.formula import FormulaSpec, parse_formula
 
 from .recover import stack_draws
@@ -164,12 +165,17 @@ def prediction_rows(design, newdata, re_formula, allow_new_levels) -> Prediction
     training (unless ``allow_new_levels``) and an invalid ``re_formula``.
     Cost O(n (p + sum_g d_g)).
     """
+    check_bool(allow_new_levels, "allow_new_levels")
     keep = _included_effects(design, re_formula)
     if newdata is None:
         parts = tuple(_Part(b, keep[b.name], b.n_levels) for b in design.blocks if keep.get(b.name))
         return PredictionRows(design.X, parts)
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
+    if len(newdata) == 0:
+        raise ValueError("newdata is empty: the DataFrame has no rows to predict for.")
+    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != design.spec.response]
+    check_finite_rows(newdata, used, "error")
     newdata = newdata.reset_index(drop=True)
     if design.fixed_matrix is not None:
         try:

@@ -15,6 +15,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayeslmm.model.checks import check_probability
+
 from . import store
 from .loglik import log_likelihood, loo
 from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
@@ -250,6 +252,7 @@ class LMMFit:
 
     def summary(self, prob: float = 0.95) -> FitSummary:
         """brms-style summary: group-level, population-level and family parameters with diagnostics."""
+        prob = check_probability(prob, "prob")
         d = self.design
         post = self.posterior
         n_draws = post.sizes["chain"] * post.sizes["draw"]
