@@ -110,6 +110,11 @@ class DaskDesign:
     def has_intercept(self) -> bool:
         return "Intercept" in self.fixed_names
 
+    @property
+    def weights(self) -> None:
+        """Always None: weights() is refused on a Dask frame."""
+        return None
+
     def moments(self) -> Moments:
         return self.moments_
 
