@@ -100,6 +100,10 @@ class DaskDesign:
     X = None
     n_dropped = 0
     fixed_matrix = None
+    # offset(), trials() and weights() are refused on a Dask frame (dask_design)
+    offset = None
+    weights = None
+    trials = None
 
     @property
     def has_intercept(self) -> bool:
