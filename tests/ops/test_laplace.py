@@ -1,0 +1,232 @@
+"""The Laplace-marginal kernels against dense references, finite differences and quadrature.
+
+References: the exact Gaussian marginal (ops/marginal.py) for the gaussian
+family; a dense Newton + slogdet Laplace computation over the N x D matrix
+Z Lambda (N <= 80) for the other families; central finite differences for
+the implicit-function gradients; adaptive Gauss-Hermite quadrature
+(reference/laplace_quadrature.py), whose one-node rule is the Laplace
+approximation itself, for one-factor models.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayeslmm.model.design import ReBlock
+from bayeslmm.ops import MarginalData, marginal_logp
+from bayeslmm.ops.laplace import (
+    Family,
+    laplace_logp,
+    laplace_mode,
+    laplace_recover,
+    laplace_recover_batch,
+    pointwise_loglik,
+)
+
+from test_marginal import CASES
+
+_spec = importlib.util.spec_from_file_location(
+    "laplace_quadrature", Path(__file__).parents[2] / "reference" / "laplace_quadrature.py")
+quad = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quad)
+
+GLMM_CASES = ["one_d1", "crossed_d2_d1", "nested", "three_factors", "offset_rows"]
+FAMS = [("poisson", "log", None), ("binomial", "logit", 5), ("binomial", "probit", 3),
+        ("bernoulli", "logit", None), ("negbinomial", "log", None)]
+
+
+def _glmm(name, family, trials, seed=0, scale=1.0):
+    """A case's design with a response drawn from the family; returns case, md, trials, phi."""
+    case = CASES[name]()
+    rng = np.random.default_rng(seed)
+    eta = 0.4 * (case.y - case.y.mean()) / case.y.std()
+    case.Ls = [scale * L for L in case.Ls]
+    n = None
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta + 0.5))
+    elif family == "negbinomial":
+        mu = np.exp(eta + 0.5)
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    else:
+        n = np.full(eta.size, float(trials or 1))
+        y = rng.binomial(n.astype(int), 1 / (1 + np.exp(-eta)))
+    case.y = y.astype(float)
+    case.beta = np.r_[0.2, -0.1 * np.ones(case.X.shape[1] - 1)]
+    return case, case.md(False), n, (1.7 if family == "negbinomial" else None)
+
+
+def dense_laplace(case, family, beta, Ls, offset, trials, phi):
+    """Laplace value, mode (caller layout, level-major) and H, by dense Newton on Z Lambda."""
+    ZL = jnp.asarray(case.Z()) @ jnp.asarray(case.Lam(Ls))
+    fam = Family(*family).checked()
+    base = case.X @ beta + (0.0 if offset is None else offset)
+
+    def f(v):
+        return jnp.sum(pointwise_loglik(fam, case.y, base + ZL @ v, trials, phi)) - 0.5 * v @ v
+
+    f = jax.jit(f)
+    hess, grad = jax.jit(jax.hessian(f)), jax.jit(jax.grad(f))
+    v = jnp.zeros(ZL.shape[1])
+    for _ in range(40):
+        step = jnp.linalg.solve(-hess(v), grad(v))
+        t = 1.0
+        while f(v + t * step) < f(v) - 1e-12:
+            t /= 2
+        v = v + t * step
+        if float(jnp.max(jnp.abs(t * step))) < 1e-13:
+            break
+    H = -hess(v)
+    return f(v) - 0.5 * jnp.linalg.slogdet(H)[1], v, H
+
+
+@pytest.mark.parametrize("name", ["one_d3_corr", "crossed_d2_d1", "three_factors", "zero_sd"])
+def test_gaussian_equals_exact_marginal(name):
+    """(a) Identity link, gaussian: f is quadratic, one Newton step is exact: value and gradients."""
+    case = CASES[name]()
+    md = case.md(False)
+    Ls = [jnp.asarray(L) for L in case.Ls]
+    args = (jnp.asarray(case.beta), jnp.asarray(case.sigma), Ls)
+
+    def exact(b, s, L):
+        return marginal_logp(md, b, s, L, case.offset)
+
+    def lap(b, s, L):
+        return laplace_logp(md, "gaussian", b, L, case.offset, phi=s)
+
+    a, b = jax.jit(exact)(*args), jax.jit(lap)(*args)
+    assert abs(float(a - b)) < 1e-10 * abs(float(a))
+    ga, gb = jax.grad(exact, (0, 1, 2))(*args), jax.grad(lap, (0, 1, 2))(*args)
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+        np.testing.assert_allclose(y, x, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name, family, link, trials",
+                         [(c, *f) for c, f in zip(GLMM_CASES, FAMS)])
+def test_matches_dense_laplace(name, family, link, trials):
+    case, md, n, phi = _glmm(name, family, trials)
+    fam = (family, link)
+    value = jax.jit(lambda b, L: laplace_logp(md, fam, b, L, case.offset, n, phi))(case.beta, case.Ls)
+    ref, _, _ = dense_laplace(case, fam, case.beta, case.Ls, case.offset, n, phi)
+    assert abs(float(value - ref)) < 1e-9 * abs(float(ref))
+    _, steps, change = laplace_mode(md, fam, case.beta, case.Ls, case.offset, n, phi)
+    assert float(change) < 1e-10 and int(steps) < 20
+
+
+def test_damped_newton_converges_far_from_zero():
+    """Large counts and large SDs: a full Newton step from v = 0 overshoots; halving must rescue it."""
+    case, md, n, phi = _glmm("crossed_d2_d1", "poisson", None, scale=4.0)
+    case.y = np.round(case.y * 20.0)
+    md = case.md(False)
+    _, steps, change = laplace_mode(md, "poisson", case.beta, case.Ls, None)
+    assert float(change) < 1e-10 and int(steps) < 50
+    value = laplace_logp(md, "poisson", case.beta, case.Ls)
+    ref, _, _ = dense_laplace(case, ("poisson", "log"), case.beta, case.Ls, None, None, None)
+    assert abs(float(value - ref)) < 1e-9 * abs(float(ref))
+
+
+@pytest.mark.parametrize("name, family, link, trials",
+                         [("crossed_d2_d1", *FAMS[2]), ("three_factors", *FAMS[4])])
+def test_gradient_matches_finite_differences(name, family, link, trials):
+    """Implicit-function-theorem gradient vs central differences in beta, L, offset and phi."""
+    case, md, n, phi = _glmm(name, family, trials)
+    fam = (family, link)
+    off = np.linspace(-0.3, 0.3, case.y.size)
+
+    def lp(b, L, o, p):
+        return laplace_logp(md, fam, b, L, o, n, p, tol=1e-13)
+
+    p0 = 1.7 if phi is not None else None
+    theta = (jnp.asarray(case.beta), [jnp.asarray(L) for L in case.Ls], jnp.asarray(off), p0)
+    grads = jax.grad(lp, argnums=(0, 1, 2, 3) if phi else (0, 1, 2))(*theta)
+    f = jax.jit(lp)
+    flat, unravel = jax.flatten_util.ravel_pytree(theta[:3] + ((p0,) if phi else ()))
+    gflat = jax.flatten_util.ravel_pytree(grads)[0]
+    rng = np.random.default_rng(1)
+    # beta, L (lower triangle only matters but all entries are inputs), a few offset rows, phi
+    idx = rng.choice(flat.size, size=min(8, flat.size), replace=False)
+    h = 1e-5
+    for i in idx:
+        e = jnp.zeros(flat.size).at[i].set(h)
+        up, dn = unravel(flat + e), unravel(flat - e)
+        if not phi:
+            up, dn = tuple(up) + (None,), tuple(dn) + (None,)
+        fd = (f(*up) - f(*dn)) / (2 * h)
+        assert abs(float(fd - gflat[i])) < 1e-6 * (1 + abs(float(fd))), (i, fd, gflat[i])
+
+
+@pytest.mark.parametrize("family, trials", [("poisson", None), ("binomial", 1), ("binomial", 10)])
+def test_one_node_quadrature_is_laplace_and_error_shrinks(family, trials):
+    """(b) AGQ with one node is the Laplace approximation; vs 100 nodes the error falls with n per level."""
+    errs = []
+    for n_per in (5, 60):
+        y, X, beta, g, n = quad.simulate(family, n_per, 12, 1.0, seed=3, trials=trials or 1)
+        f = ReBlock.of(g.astype(np.int64), np.ones((g.size, 1)), 12, name="g")
+        md = MarginalData.build(y, X, [f], sufficient=False)
+        lap = float(laplace_logp(md, family, beta, [np.array([[1.0]])], trials=n))
+        one = quad.agq_loglik(family, y, X @ beta, g, 12, 1.0, n, n_nodes=1).sum()
+        assert abs(lap - one) < 1e-10 * abs(one)
+        errs.append(abs(lap - quad.agq_loglik(family, y, X @ beta, g, 12, 1.0, n, n_nodes=100).sum()))
+    assert errs[1] < errs[0] / 2
+
+
+def _perm(md, case):
+    """Index map: internal flat position -> caller dense (level-major) position."""
+    offs = np.cumsum([0] + [f.n_levels * f.dim for f in case.factors])
+    out = []
+    for i, k in enumerate(md.order):
+        m, d = md.levels[i], md.dims[i]
+        a, j = np.divmod(np.arange(m * d), m)
+        out.append(offs[k] + j * d + a)
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("name", ["crossed_d2_d1", "three_factors"])
+def test_recover_matches_dense_draw(name):
+    """(c) u = Lambda (v_hat + C^{-T} xi), C the Cholesky of H in the internal order, vs dense algebra."""
+    case, md, n, phi = _glmm(name, "binomial", 4)
+    key = jax.random.PRNGKey(5)
+    us = laplace_recover(md, "binomial", key, case.beta, case.Ls, case.offset, n)
+    _, v, H = dense_laplace(case, ("binomial", "logit"), case.beta, case.Ls, case.offset, n, None)
+    P = _perm(md, case)
+    C = np.linalg.cholesky(np.asarray(H)[np.ix_(P, P)])
+    xi = np.asarray(jax.random.normal(key, (P.size,), dtype=jnp.float64))
+    v_draw = np.asarray(v).copy()
+    v_draw[P] += np.linalg.solve(C.T, xi)
+    u_ref = case.Lam() @ v_draw
+    got = np.concatenate([np.asarray(u).reshape(-1) for u in us])
+    np.testing.assert_allclose(got, u_ref, rtol=1e-9, atol=1e-10)
+
+
+def test_recover_batch_equals_single_draws():
+    case, md, n, phi = _glmm("crossed_d2_d1", "negbinomial", None)
+    S = 3
+    rng = np.random.default_rng(2)
+    beta = case.beta + 0.1 * rng.normal(size=(S, case.beta.size))
+    Ls = [np.stack([L * (1 + 0.1 * s) for s in range(S)]) for L in case.Ls]
+    phis = np.array([1.0, 2.0, 3.0])
+    key = jax.random.PRNGKey(0)
+    batch = laplace_recover_batch(md, "negbinomial", key, beta, Ls, phi=phis)
+    keys = jax.random.split(key, S)
+    for s in range(S):
+        one = laplace_recover(md, "negbinomial", keys[s], beta[s], [L[s] for L in Ls], phi=phis[s])
+        for b, o in zip(batch, one):
+            np.testing.assert_allclose(b[s], o, rtol=1e-10, atol=1e-12)
+
+
+def test_bad_input():
+    case, md, n, phi = _glmm("one_d1", "poisson", None)
+    with pytest.raises(ValueError, match="'weibull'"):
+        laplace_logp(md, "weibull", case.beta, case.Ls)
+    with pytest.raises(ValueError, match="'identity'.*poisson"):
+        laplace_logp(md, ("poisson", "identity"), case.beta, case.Ls)
+    with pytest.raises(ValueError, match="phi"):
+        laplace_logp(md, "negbinomial", case.beta, case.Ls)
+    with pytest.raises(ValueError, match="sufficient=False"):
+        laplace_logp(case.md(True), "poisson", case.beta, case.Ls)
+    with pytest.raises(ValueError, match="trials must have shape"):
+        laplace_logp(md, "binomial", case.beta, case.Ls, trials=np.ones(3))
