@@ -14,7 +14,7 @@ import logging
 import time
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
-from .model.checks import check_choice, check_positive_int
+from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .model.dask_design import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
 from .pymc_model import build_model, marginal_data
@@ -149,8 +149,9 @@ class BayesLMM:
             raise TypeError(f"low_memory must be True, False or None, got {low_memory!r}.")
         if low_memory and sampler != "numpyro":
             raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
-        if not 0 < float(target_accept) < 1:
-            raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
+        target_accept = check_probability(target_accept, "target_accept")
+        random_seed = check_random_seed(random_seed)
+        progressbar = check_bool(progressbar, "progressbar")
         cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())

@@ -10,6 +10,6 @@ def test_demo_fits_and_summarizes(capsys):
         warnings.simplefilter("ignore")
         fit = main(["--draws", "100", "--chains", "2"])
     out = capsys.readouterr().out
-    assert "Population-Level Effects" in out and "Group-Level Effects: ~subj" in out
+    assert "Regression Coefficients" in out and "~subj (Number of levels" in out
     est = fit.fixef()["Estimate"]
     assert abs(est["Intercept"] - 6.0) < 0.5 and abs(est["cond"] - 0.1) < 0.3

@@ -20,6 +20,14 @@ __all__ = [
     "check_full_rank",
     "check_positive_int",
     "check_choice",
+    "check_bool",
+    "check_probability",
+    "check_random_seed",
+    "check_unique_columns",
+    "check_mixed_types",
+    "check_constant_response",
+    "check_levels_vs_rows",
+    "check_fixed_factors",
 ]
 
 
@@ -132,3 +140,92 @@ def check_positive_int(value, name: str) -> int:
 def check_choice(value, choices, name: str) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(map(repr, choices))}.")
+
+
+def check_bool(value, name: str) -> bool:
+    """A flag must be a real bool (``"False"`` is truthy, so strings are refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def check_probability(value, name: str) -> float:
+    """A number strictly between 0 and 1 (``target_accept``, ``prob``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r} ({type(value).__name__}).")
+    if not 0 < float(value) < 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_random_seed(value, name: str = "random_seed"):
+    """None, a non-negative integer, or a ``numpy.random.Generator``/``SeedSequence``."""
+    if value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None or a non-negative integer, got {value!r} ({type(value).__name__}).")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
+    return int(value)
+
+
+def check_unique_columns(data: pd.DataFrame) -> None:
+    """Duplicate column names make ``data[name]`` a frame: refuse them, naming them."""
+    dup = data.columns[data.columns.duplicated()].unique()
+    if len(dup):
+        raise ValueError(f"data has duplicate column names: {', '.join(map(repr, dup))}; rename them.")
+
+
+def check_mixed_types(data: pd.DataFrame, columns) -> None:
+    """An object column mixing types (``1`` and ``"1"``) gives levels that print the same but differ."""
+    for c in columns:
+        col = data[c]
+        if col.dtype != object:
+            continue
+        vals = col.dropna()
+        kinds = {}
+        for v in vals.unique() if len(vals) else ():
+            kinds.setdefault(type(v).__name__, v)
+        if len(kinds) > 1:
+            ex = ", ".join(f"{v!r} ({k})" for k, v in kinds.items())
+            raise TypeError(f"Column {c!r} mixes value types: {ex}. Convert it to one type, "
+                            f"e.g. data[{c!r}].astype(str).")
+        strs = {str(v) for v in vals.unique()}
+        if len(strs) < vals.nunique():
+            raise TypeError(f"Column {c!r} has distinct values that print the same; convert it to one type.")
+
+
+def check_constant_response(y: np.ndarray, name: str) -> None:
+    """A response with no variation has no residual scale to learn (and default priors scale by its SD)."""
+    if y.size > 1 and np.ptp(y) == 0:
+        raise ValueError(f"The response {name!r} is constant (every value is {float(y[0])!r}); nothing to model.")
+    if y.size == 1:
+        raise ValueError("data has one row; a mixed model needs several observations.")
+
+
+def check_levels_vs_rows(name: str, n_levels: int, n: int) -> None:
+    """lme4's check for gaussian models: a factor with one level per row is confounded with the residual."""
+    if n_levels >= n:
+        raise ValueError(
+            f"number of levels of each grouping factor must be < number of observations "
+            f"(problems: {name}; {n_levels} levels for {n} observations)."
+        )
+
+
+def check_fixed_factors(data: pd.DataFrame, columns) -> None:
+    """A categorical predictor with one level: R's "contrasts can be applied only to factors with 2 or more levels"."""
+    for c in columns:
+        col = data[c]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            x = col.to_numpy(dtype=float)
+            if x.size and np.isfinite(x).all() and np.abs(x).max() > 1e150:
+                raise ValueError(f"Column {c!r} has magnitude {np.abs(x).max():.3g}; rescale it "
+                                 "(values beyond 1e150 overflow when squared).")
+            continue
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+            raise TypeError(f"Column {c!r} is a datetime column; convert it to a number "
+                            "(e.g. days since a start date) or to a category.")
+        n = col.nunique(dropna=True)
+        if n < 2:
+            raise ValueError(f"contrasts can be applied only to factors with 2 or more levels: column {c!r} "
+                             f"has {n} level(s).")

@@ -100,10 +100,20 @@ class DaskDesign:
     X = None
     n_dropped = 0
     fixed_matrix = None
+    # Refused on a Dask frame (dask_design raises), so always absent here.
+    offset = None
+    weights = None
+    trials = None
+    has_offset = False
 
     @property
     def has_intercept(self) -> bool:
         return "Intercept" in self.fixed_names
+
+    @property
+    def weights(self) -> None:
+        """Always None: weights() is refused on a Dask frame."""
+        return None
 
     def moments(self) -> Moments:
         return self.moments_
@@ -274,6 +284,12 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
                          f"{spec.formula!r} uses {extras}.")
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
+    # formulae would evaluate a stateful transform on each partition's own mean and SD.
+    stateful = [t for t in ("scale(", "center(", "standardize(") if t in spec.formula.replace(" ", "")]
+    if stateful:
+        raise ValueError(f"Stateful transforms {[t + ')' for t in stateful]} in {spec.formula!r} are not supported "
+                         "on a Dask DataFrame yet; standardize the column with the frame's global mean and SD "
+                         "(ddf.assign(...)) before passing it.")
     missing = [v for v in formula_variables(spec) if v not in ddf.columns]
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")

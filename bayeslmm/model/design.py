@@ -22,8 +22,13 @@ from .checks import (
     check_data_frame,
     check_finite_rows,
     check_full_rank,
+    check_constant_response,
+    check_fixed_factors,
     check_levels,
+    check_levels_vs_rows,
+    check_mixed_types,
     check_numeric_response,
+    check_unique_columns,
 )
 from .families import Family, get_family
 from .formula import FormulaSpec, parse_formula
@@ -207,6 +212,12 @@ def formula_variables(spec: FormulaSpec) -> list[str]:
     return list(names)
 
 
+def _columns_in(text: str, data: pd.DataFrame) -> list[str]:
+    """The columns of ``data`` named in one formula part."""
+    text = _STRING.sub("", text)
+    return list(dict.fromkeys(m.group() for m in _IDENT.finditer(text) if m.group() in data.columns))
+
+
 def _labels(col: pd.Series) -> pd.Series:
     """Level labels as strings; integer-valued floats (1.0) print as integers (1)."""
     if pd.api.types.is_float_dtype(col):
@@ -355,7 +366,9 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     variables = formula_variables(spec)
     if isinstance(weights, str) and weights in data.columns and weights not in variables:
         variables.append(weights)
+    check_unique_columns(data)
     check_columns_exist(variables, data, spec.formula)
+    check_mixed_types(data, variables)
     data, n_dropped = check_finite_rows(data, variables, na_action)
     if n_dropped:
         warnings.warn(f"Dropped {n_dropped} rows with NaN or infinite values (na_action='drop').", stacklevel=3)
@@ -376,6 +389,9 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
             raise ValueError(f"cbind({spec.response}, {spec.failures}): {int(np.sum(f < 0))} row(s) have a negative "
                              f"number of failures, e.g. row {i}: {float(f[i])!r}.")
     fam.check_response(y_orig, spec.response, trials)
+    if fam.gaussian:
+        check_constant_response(y_orig, spec.response)
+    check_fixed_factors(data, [c for c in _columns_in(spec.fixed, data) if c != spec.response])
     w = _weights(spec, data, weights)
     offset = offset_of(spec, data)
     y = fam.to_model_scale(y_orig)
@@ -389,6 +405,9 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     check_full_rank(X, fixed_names)
     try:
         blocks = _random_blocks(spec, data)
+        if fam.gaussian:
+            for b in blocks:
+                check_levels_vs_rows(b.name, b.n_levels, len(data))
     except ValueError:
         raise
     except Exception as err:

@@ -80,6 +80,15 @@ def parse_dist(text: str) -> tuple[str, tuple[float, ...]]:
         raise ValueError(f"Prior {text!r} must have numeric arguments.") from None
     if len(args) != _DISTS[name]:
         raise ValueError(f"Prior {name} takes {_DISTS[name]} argument(s), got {len(args)} in {text!r}.")
+    if not all(np.isfinite(args)):
+        raise ValueError(f"Prior {text!r} has a non-finite argument; every argument must be finite.")
+    # Scales, rates, shapes and degrees of freedom are positive; locations may be anything.
+    positive = {"normal": (1,), "student_t": (0, 2), "cauchy": (1,), "exponential": (0,), "gamma": (0, 1),
+                "lkj": (0,), "half_normal": (0,), "half_student_t": (0, 1), "half_cauchy": (0,),
+                "lognormal": (1,)}[name] if name != "flat" else ()
+    bad = [i for i in positive if args[i] <= 0]
+    if bad:
+        raise ValueError(f"Prior {text!r}: argument {bad[0] + 1} ({args[bad[0]]!r}) must be positive.")
     return name, args
 
 
@@ -227,6 +236,13 @@ def resolve_priors(design, priors=None) -> list[ResolvedPrior]:
     for p in priors:
         if not isinstance(p, Prior):
             raise TypeError(f"priors must be bayeslmm.Prior objects, got {type(p).__name__}.")
+    seen = {}
+    for p in priors:
+        key = (p.cls, p.coef, p.group)
+        if key in seen:
+            raise ValueError(f"Duplicated prior specification for class={p.cls!r}, coef={p.coef!r}, group={p.group!r}: "
+                             f"{seen[key].dist!r} and {p.dist!r}; give one prior per target.")
+        seen[key] = p
     targets = _targets(design)
     chosen = {t: (*d, "default") for t, d in _defaults(design).items()}
     best = {}

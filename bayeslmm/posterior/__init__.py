@@ -6,6 +6,7 @@
 - :mod:`~bayeslmm.posterior.predict`: predictions, posterior and prior
   predictive draws;
 - :mod:`~bayeslmm.posterior.loglik`: pointwise log-likelihood, LOO, compare;
+- :mod:`~bayeslmm.posterior.r2`: Bayesian R2 (conditional and marginal);
 - :mod:`~bayeslmm.posterior.plots`: diagnostic and result plots;
 - :mod:`~bayeslmm.posterior.store`: a fit saved to and read from one file.
 
@@ -15,8 +16,9 @@ matplotlib (inside the plotting functions only).
 
 from .loglik import compare, log_likelihood, loo
 from .predict import posterior_predictive, predict, prior_predictive
+from .r2 import bayes_R2
 from .recover import recover_effects, start_compiling
 from .results import FitSummary, LMMFit
 
-__all__ = ["FitSummary", "LMMFit", "compare", "log_likelihood", "loo", "posterior_predictive", "predict",
+__all__ = ["FitSummary", "LMMFit", "bayes_R2", "compare", "log_likelihood", "loo", "posterior_predictive", "predict",
            "prior_predictive", "recover_effects", "start_compiling"]

@@ -24,11 +24,12 @@ import pandas as pd
 from scipy.special import ndtr
 
 from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
+from bayeslmm.model.checks import check_bool, check_finite_rows
 from bayeslmm.model.formula import FormulaSpec, parse_formula
 
 from .recover import stack_draws
 
-__all__ = ["PredictionRows", "linear_predictor", "posterior_predictive", "predict", "prediction_rows",
+__all__ = ["PredictionRows", "summarise_draws", "linear_predictor", "posterior_predictive", "predict", "prediction_rows",
            "prior_predictive"]
 
 KINDS = ("link", "mean", "response")
@@ -164,12 +165,17 @@ def prediction_rows(design, newdata, re_formula, allow_new_levels) -> Prediction
     training (unless ``allow_new_levels``) and an invalid ``re_formula``.
     Cost O(n (p + sum_g d_g)).
     """
+    check_bool(allow_new_levels, "allow_new_levels")
     keep = _included_effects(design, re_formula)
     if newdata is None:
         parts = tuple(_Part(b, keep[b.name], b.n_levels) for b in design.blocks if keep.get(b.name))
         return PredictionRows(design.X, parts)
     if not isinstance(newdata, pd.DataFrame):
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
+    if len(newdata) == 0:
+        raise ValueError("newdata is empty: the DataFrame has no rows to predict for.")
+    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != design.spec.response]
+    check_finite_rows(newdata, used, "error")
     newdata = newdata.reset_index(drop=True)
     if design.fixed_matrix is not None:
         try:
@@ -289,6 +295,25 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     if kind == "mean":
         return response_mean(design.family, eta, aux, trials)
     return response_draws(design.family, eta, aux, trials, rng)
+
+
+def summarise_draws(draws, index=None, prob: float = 0.95) -> pd.DataFrame:
+    """brms-style table of draws (S x n): one row per column, Estimate, Est.Error, Q2.5, Q97.5.
+
+    Estimate is the posterior mean, Est.Error the SD (ddof=1), the Q columns
+    the equal-tailed ``prob`` interval, as brms ``fitted``/``predict`` with
+    ``summary = TRUE``. ``index`` labels the rows (the newdata index).
+    Cost: O(S n log S).
+    """
+    a = np.asarray(draws, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"draws must be a 2-d array (draws x rows); got shape {a.shape}")
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1); got {prob!r}")
+    lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+    return pd.DataFrame({"Estimate": a.mean(0), "Est.Error": a.std(0, ddof=1),
+                         f"Q{100 * lo:g}": np.quantile(a, lo, axis=0), f"Q{100 * hi:g}": np.quantile(a, hi, axis=0)},
+                        index=index)
 
 
 def row_offset_trials(design, newdata, need_trials=True):

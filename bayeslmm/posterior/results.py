@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from html import escape
 
 import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayeslmm.model.checks import check_probability
+
 from . import store
 from .loglik import log_likelihood, loo
 from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
-from .predict import posterior_predictive, predict
+from .predict import posterior_predictive, predict, summarise_draws
+from .r2 import bayes_R2
 
 __all__ = ["LMMFit", "FitSummary", "draw_table"]
 
@@ -66,7 +70,13 @@ def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.
 
 
 class FitSummary:
-    """brms-like summary; ``.tables`` holds every part as a DataFrame."""
+    """brms-like summary; ``.tables`` holds every part as a DataFrame.
+
+    Keys are brms' titles: ``"~subj (Number of levels: 18)"`` per factor
+    (printed under "Multilevel Hyperparameters"), ``"Regression
+    Coefficients"``, ``"Further Distributional Parameters"``; interval
+    columns are ``l-95% CI`` / ``u-95% CI``.
+    """
 
     def __init__(self, header: list[str], tables: dict, notes: list[str]):
         self.header, self.tables, self.notes = header, tables, notes
@@ -83,10 +93,20 @@ class FitSummary:
             out["Rhat"] = out["Rhat"].map(lambda v: "NA" if not np.isfinite(v) else f"{v:.2f}")
         return out
 
+    def _sections(self):
+        """(brms section heading or None, table title, table) in print order."""
+        group_done = False
+        for title, df in self.tables.items():
+            head = None
+            if title.startswith("~") and not group_done:
+                head, group_done = "Multilevel Hyperparameters:", True
+            yield head, title, df
+
     def __str__(self):
         lines = list(self.header)
-        for title, df in self.tables.items():
-            lines += ["", f"{title}:", self._fmt(df).to_string(float_format=lambda v: f"{v:.2f}")]
+        for head, title, df in self._sections():
+            lines += [""] + ([head] if head else []) + [f"{title}:",
+                                                        self._fmt(df).to_string(float_format=lambda v: f"{v:.2f}")]
         if self.notes:
             lines += [""] + self.notes
         return "\n".join(lines)
@@ -94,10 +114,12 @@ class FitSummary:
     __repr__ = __str__
 
     def _repr_html_(self):
-        parts = ["<br>".join(self.header)]
-        for title, df in self.tables.items():
-            parts.append(f"<h4>{title}</h4>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
-        parts += [f"<p>{n}</p>" for n in self.notes]
+        parts = ["<br>".join(escape(h).replace("\n", "<br>") for h in self.header)]
+        for head, title, df in self._sections():
+            if head:
+                parts.append(f"<h4>{head}</h4>")
+            parts.append(f"<h5>{title}</h5>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
+        parts += [f"<p>{escape(n)}</p>" for n in self.notes]
         return "\n".join(parts)
 
 
@@ -152,19 +174,37 @@ class LMMFit:
         names = self.design.fixed_names
         return draw_table({n: self._sel("fixef", fixef_term=n) for n in names}, prob, diagnostics=False)
 
-    def ranef(self, summary: bool = True):
-        """Group-level effects per factor: dict factor -> DataFrame (levels x effects) of posterior means.
+    def _level_table(self, blk, da, prob):
+        """brms ``ranef``/``coef`` table: levels x (effect, stat), stats Estimate/Est.Error/Q2.5/Q97.5."""
+        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+        a = np.asarray(da.transpose("chain", "draw", f"{blk.name}__level", f"{blk.name}__effect"))
+        flat = a.reshape(-1, *a.shape[2:])
+        stats = {"Estimate": flat.mean(0), "Est.Error": flat.std(0, ddof=1),
+                 f"Q{100 * lo:g}": np.quantile(flat, lo, axis=0), f"Q{100 * hi:g}": np.quantile(flat, hi, axis=0)}
+        levels = pd.Index(np.asarray(da[f"{blk.name}__level"]), name=blk.name)
+        effects = list(np.asarray(da[f"{blk.name}__effect"]))
+        cols = pd.MultiIndex.from_product([effects, list(stats)], names=["effect", "stat"])
+        data = np.stack([np.stack([stats[k][:, j] for k in stats], axis=-1) for j in range(len(effects))], axis=1)
+        return pd.DataFrame(data.reshape(len(levels), -1), index=levels, columns=cols)
 
-        ``summary=False`` gives dict factor -> DataArray of draws.
+    def ranef(self, summary: bool = True, prob: float = 0.95):
+        """Group-level effects per factor, like brms ``ranef``: dict factor -> DataFrame.
+
+        Rows are the factor's levels (index named after the factor), columns
+        a (effect, stat) MultiIndex with stats Estimate, Est.Error and the
+        central ``prob`` interval (Q2.5, Q97.5): ``ranef()["subj"]["cond"]``
+        is brms' ``ranef(fit)$subj[, , "cond"]``. ``summary=False`` gives
+        dict factor -> DataArray of draws (chain x draw x level x effect).
+        Cost: one pass over the draws.
         """
         out = {}
         for blk in self.design.blocks:
             da = self.posterior[f"r_{blk.name}"]
-            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+            out[blk.name] = da if not summary else self._level_table(blk, da, prob)
         return out
 
-    def coef(self, summary: bool = True):
-        """Fixed plus group-level effects per level, like lme4 ``coef``.
+    def coef(self, summary: bool = True, prob: float = 0.95):
+        """Fixed plus group-level effects per level, like brms/lme4 ``coef``; same layout as :meth:`ranef`.
 
         Effects without a matching fixed term are the group effects alone.
         """
@@ -177,9 +217,9 @@ class LMMFit:
                 val = r.sel({f"{blk.name}__effect": t})
                 if fe is not None and t in self.design.fixed_names:
                     val = val + fe.sel(fixef_term=t)
-                parts.append(val.drop_vars("fixef_term", errors="ignore"))
+                parts.append(val.drop_vars("fixef_term", errors="ignore").transpose(*r.dims[:-1]))
             da = r.copy(data=np.stack([np.asarray(p) for p in parts], axis=-1))
-            out[blk.name] = da if not summary else da.mean(("chain", "draw")).to_pandas()
+            out[blk.name] = da if not summary else self._level_table(blk, da, prob)
         return out
 
     def _group_draws(self):
@@ -212,6 +252,7 @@ class LMMFit:
 
     def summary(self, prob: float = 0.95) -> FitSummary:
         """brms-style summary: group-level, population-level and family parameters with diagnostics."""
+        prob = check_probability(prob, "prob")
         d = self.design
         post = self.posterior
         n_draws = post.sizes["chain"] * post.sizes["draw"]
@@ -221,22 +262,25 @@ class LMMFit:
             f"   Data: {d.n} observations" + (f" ({d.n_dropped} rows with NaN dropped)" if d.n_dropped else ""),
             f"  Draws: {post.sizes['chain']} chains, each with {post.sizes['draw']} post-warmup draws; "
             f"total post-warmup draws = {n_draws}",
-            f"Sampler: {self.sampler}; marginalization: {self.plan.describe()}",
+            f"Sampler: {self.sampler}; {self.plan.describe()}",
         ]
         tables = {}
         notes = []
         gd = self._group_draws()
         for blk in d.blocks:
             tab = draw_table({p: v for (g, p), v in gd.items() if g == blk.name}, prob)
-            tables[f"Group-Level Effects: ~{blk.name} (Number of levels: {blk.n_levels})"] = tab
+            tables[f"~{blk.name} (Number of levels: {blk.n_levels})"] = tab
             notes += self._singularity_notes(blk.name, tab, gd)
         if d.fixed_names:
-            tables["Population-Level Effects"] = draw_table(
+            tables["Regression Coefficients"] = draw_table(
                 {n: self._sel("fixef", fixef_term=n) for n in d.fixed_names}, prob)
         if d.family.aux:
-            tables["Family Specific Parameters"] = draw_table({a: self._sel(a) for a in d.family.aux}, prob)
+            tables["Further Distributional Parameters"] = draw_table({a: self._sel(a) for a in d.family.aux}, prob)
         if d.family.link != "identity":
             header[0] += f"\n  Links: mu = {d.family.link}"
+        ci = {f"Q{100 * (1 - prob) / 2:g}": f"l-{100 * prob:g}% CI",
+              f"Q{100 * (1 - (1 - prob) / 2):g}": f"u-{100 * prob:g}% CI"}
+        tables = {k: v.rename(columns=ci) for k, v in tables.items()}
         n_div = self.n_divergences
         if n_div:
             notes.append(f"Warning: there were {n_div} divergent transitions after warmup.")
@@ -298,6 +342,42 @@ class LMMFit:
         return predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
                        kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
 
+    def fitted(self, newdata=None, re_formula=None, allow_new_levels=False, summary: bool = True,
+               prob: float = 0.95, scale: str = "response", random_seed=None):
+        """Expected response per row, like brms ``fitted`` (``posterior_epred``).
+
+        ``summary=True`` (default): DataFrame indexed as ``newdata`` (the
+        training rows if None) with Estimate, Est.Error and the equal-tailed
+        ``prob`` interval (Q2.5, Q97.5); ``summary=False``: the draws
+        (draws x rows). ``scale="linear"`` gives the linear predictor.
+        Cost: that of :meth:`predict`.
+        """
+        if scale not in ("response", "linear"):
+            raise ValueError(f"scale must be 'response' or 'linear'; got {scale!r}")
+        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                             kind="mean" if scale == "response" else "link", random_seed=random_seed)
+        return summarise_draws(draws, self._row_index(newdata), prob) if summary else draws
+
+    def predict_table(self, newdata=None, re_formula=None, allow_new_levels=False, prob: float = 0.95,
+                      random_seed=None):
+        """brms ``predict`` with ``summary = TRUE``: new observations per row, summarised.
+
+        DataFrame indexed as ``newdata`` with Estimate, Est.Error, Q2.5,
+        Q97.5 of posterior predictive draws (``predict(kind="response")``).
+        """
+        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                             kind="response", random_seed=random_seed)
+        return summarise_draws(draws, self._row_index(newdata), prob)
+
+    def bayes_R2(self, re_formula=None, summary: bool = True, prob: float = 0.95):
+        """Bayesian R2 (brms ``bayes_R2``); ``re_formula="NA"`` for the marginal R2. See :func:`bayeslmm.posterior.r2.bayes_R2`."""
+        return bayes_R2(self, re_formula=re_formula, summary=summary, prob=prob)
+
+    def _row_index(self, newdata):
+        if newdata is not None:
+            return newdata.index
+        return pd.RangeIndex(self.design.n)
+
     def posterior_predictive(self, random_seed=None):
         """Draw y for the training rows into ``idata``; see :func:`bayeslmm.posterior.predict.posterior_predictive`."""
         return posterior_predictive(self, random_seed=random_seed)
@@ -335,6 +415,10 @@ class LMMFit:
         return plot_ppc(self, **kwargs)
 
     # --- end analysis ---
+
+    def _repr_html_(self):
+        """Notebook view: the brms summary as HTML tables, no fixed colours (readable on light and dark themes)."""
+        return f"<div><b>{escape(repr(self))}</b>" + self.summary()._repr_html_() + "</div>"
 
     def __repr__(self):
         return f"<LMMFit {self.design.spec.formula!r}, {self.plan.label}, {self.sampler}>"

@@ -189,11 +189,21 @@ def read(path):
     from bayeslmm.model.priors import ResolvedPrior, parse_dist
 
     path = Path(path)
-    with h5netcdf.File(path, "r") as fh:
-        groups = list(fh.groups)
+    if not path.is_file():
+        raise FileNotFoundError(f"No such file: {path}.")
+    try:
+        with h5netcdf.File(path, "r") as fh:
+            groups = list(fh.groups)
+    except OSError as err:  # h5py's message names neither the file nor what it expected
+        raise ValueError(f"{path} is not a bayeslmm fit file (not readable as netCDF4/HDF5: {err}); it may be "
+                         "truncated or another format.") from err
     if _DESIGN not in groups:
-        raise ValueError(f"{path} was not written by bayeslmm.save (no {_DESIGN!r} group).")
-    design, spec = _design(_read(path, _DESIGN), _read(path, _FIXED))
+        raise ValueError(f"{path} was not written by bayeslmm.save (no {_DESIGN!r} group: saved without its "
+                         "model spec).")
+    try:
+        design, spec = _design(_read(path, _DESIGN), _read(path, _FIXED))
+    except (OSError, KeyError) as err:
+        raise ValueError(f"{path} has an incomplete bayeslmm model spec ({type(err).__name__}: {err}).") from err
     if spec["format_version"] > FORMAT_VERSION:
         raise ValueError(f"{path} has format version {spec['format_version']}; this bayeslmm reads up to "
                          f"{FORMAT_VERSION}.")

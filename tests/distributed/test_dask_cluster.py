@@ -28,7 +28,7 @@ def test_local_cluster_parquet_matches_pandas(tmp_path):
     f = "y ~ x + (x | subj) + (1 | item)"
     kw = dict(draws=300, tune=300, chains=2, random_seed=5, progressbar=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster):
         fit_d = BayesLMM(f, dd.read_parquet(str(tmp_path))).fit(**kw)
     fit_p = BayesLMM(f, df).fit(marginalize="all", **kw)
     assert fit_d.design.n == N

@@ -96,3 +96,9 @@ def test_single_level_factor_is_an_error():
     df = _data(100).assign(g="a")
     with pytest.raises(ValueError, match="'g' has 1 level"):
         dask_design("y ~ x + (1 | g)", dd.from_pandas(df, npartitions=3))
+
+
+def test_stateful_transform_is_an_error():
+    ddf = dd.from_pandas(_data(100), npartitions=2)
+    with pytest.raises(ValueError, match=r"scale\(\)"):
+        dask_design("y ~ scale(x) + (1 | subj)", ddf)

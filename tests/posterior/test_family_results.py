@@ -70,7 +70,7 @@ def _reference_logpdf(name, fit, df, eta):
 def test_tables(fitted):
     name, df, fit = fitted
     text = str(fit.summary())
-    assert "Population-Level Effects" in text
+    assert "Regression Coefficients" in text and "Multilevel Hyperparameters" in text
     assert set(fit.fixef().index) == {"Intercept", "x"}
     assert fit.ranef()  # one table per factor
     assert len(fit.coef()) == 1
@@ -120,3 +120,13 @@ def test_posterior_predictive_and_round_trip(fitted, tmp_path):
     np.testing.assert_allclose(back.predict(df, kind="mean"), fit.predict(df, kind="mean"))
     np.testing.assert_allclose(bayeslmm.posterior.loglik.log_likelihood(back).values,
                                bayeslmm.posterior.loglik.log_likelihood(fit).values)
+
+
+def test_bayes_R2_every_family(fitted):
+    name, df, fit = fitted
+    mu = fit.predict(kind="mean")
+    y = np.asarray(fit.design.y_original, dtype=float)
+    vm, ve = mu.var(axis=1, ddof=1), (y - mu).var(axis=1, ddof=1)
+    r2 = fit.bayes_R2(summary=False)
+    np.testing.assert_allclose(r2, vm / (vm + ve))
+    assert np.all((r2 > 0) & (r2 < 1))

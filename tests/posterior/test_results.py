@@ -23,8 +23,8 @@ def fit():
 def _check_row(row, draws):
     assert row["Estimate"] == pytest.approx(draws.mean())
     assert row["Est.Error"] == pytest.approx(draws.std(ddof=1))
-    assert row["Q2.5"] == pytest.approx(np.quantile(draws, 0.025))
-    assert row["Q97.5"] == pytest.approx(np.quantile(draws, 0.975))
+    assert row["l-95% CI"] == pytest.approx(np.quantile(draws, 0.025))
+    assert row["u-95% CI"] == pytest.approx(np.quantile(draws, 0.975))
     assert row["Rhat"] == pytest.approx(float(az.rhat(draws)))
     assert row["Bulk_ESS"] == pytest.approx(float(az.ess(draws, method="bulk")))
     assert row["Tail_ESS"] == pytest.approx(float(az.ess(draws, method="tail")))
@@ -33,18 +33,23 @@ def _check_row(row, draws):
 def test_summary_numbers_match_arviz(fit):
     s = fit.summary()
     post = fit.posterior
-    pop = s["Population-Level Effects"]
+    pop = s["Regression Coefficients"]
     for term in ("Intercept", "cond"):
         _check_row(pop.loc[term], np.asarray(post["fixef"].sel(fixef_term=term)))
-    _check_row(s["Family Specific Parameters"].loc["sigma"], np.asarray(post["sigma"]))
-    subj = s["Group-Level Effects: ~subj (Number of levels: 8)"]
+    _check_row(s["Further Distributional Parameters"].loc["sigma"], np.asarray(post["sigma"]))
+    subj = s["~subj (Number of levels: 8)"]
     _check_row(subj.loc["sd(cond)"], np.asarray(post["sd_subj"].sel(subj__effect="cond")))
     _check_row(subj.loc["cor(Intercept,cond)"],
                np.asarray(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond")))
-    item = s["Group-Level Effects: ~item (Number of levels: 6)"]
+    item = s["~item (Number of levels: 6)"]
     _check_row(item.loc["sd(Intercept)"], np.asarray(post["sd_item"].sel(item__effect="Intercept")))
     text = str(s)
-    assert "Population-Level Effects" in text and "marginalized item" in text
+    assert "Regression Coefficients" in text and "marginalized item" in text
+    assert text.count("Multilevel Hyperparameters:") == 1 and text.count("marginaliz") == 1
+    assert list(pop.columns) == ["Estimate", "Est.Error", "l-95% CI", "u-95% CI", "Rhat", "Bulk_ESS", "Tail_ESS"]
+    narrow = fit.summary(prob=0.9)["Regression Coefficients"]
+    assert narrow.loc["cond", "l-90% CI"] == pytest.approx(
+        np.quantile(np.asarray(post["fixef"].sel(fixef_term="cond")), 0.05))
     assert "<table" in s._repr_html_()
 
 
@@ -69,11 +74,24 @@ def test_accessors(fit):
     fe = fit.fixef()
     assert list(fe.index) == ["Intercept", "cond"] and list(fe.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
     r = fit.ranef()
-    assert set(r) == {"subj", "item"} and r["subj"].shape == (8, 2)
-    np.testing.assert_allclose(r["item"].to_numpy(), post["r_item"].mean(("chain", "draw")).to_numpy())
+    assert set(r) == {"subj", "item"} and r["subj"].shape == (8, 8)
+    assert r["subj"].index.name == "subj" and list(r["subj"].columns.names) == ["effect", "stat"]
+    assert list(r["subj"]["cond"].columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
+    draws = np.asarray(post["r_item"].sel(item__effect="Intercept")).reshape(-1, 6)
+    tab = r["item"]["Intercept"]
+    np.testing.assert_allclose(tab["Estimate"], draws.mean(0))
+    np.testing.assert_allclose(tab["Est.Error"], draws.std(0, ddof=1))
+    np.testing.assert_allclose(tab["Q2.5"], np.quantile(draws, 0.025, axis=0))
+    np.testing.assert_allclose(tab["Q97.5"], np.quantile(draws, 0.975, axis=0))
+    assert list(tab.index) == list(np.asarray(post["item__level"]))
+    assert fit.ranef(summary=False)["subj"].dims[-2:] == ("subj__level", "subj__effect")
     c = fit.coef()
-    expected = (post["r_subj"].sel(subj__effect="cond") + post["fixef"].sel(fixef_term="cond")).mean(("chain", "draw"))
-    np.testing.assert_allclose(c["subj"]["cond"].to_numpy(), expected.to_numpy())
+    expected = (post["r_subj"].sel(subj__effect="cond") + post["fixef"].sel(fixef_term="cond"))
+    ex = np.asarray(expected.transpose("chain", "draw", "subj__level")).reshape(-1, 8)
+    np.testing.assert_allclose(c["subj"]["cond"]["Estimate"], ex.mean(0))
+    np.testing.assert_allclose(c["subj"]["cond"]["Q97.5"], np.quantile(ex, 0.975, axis=0))
+    np.testing.assert_allclose(c["item"]["Intercept"]["Estimate"],
+                               (draws + np.asarray(post["fixef"].sel(fixef_term="Intercept")).reshape(-1, 1)).mean(0))
     vc = fit.varcorr()
     assert vc.loc[("Residual", "sigma"), "Estimate"] == pytest.approx(float(post["sigma"].mean()))
     assert vc.loc[("subj", "cor(Intercept,cond)"), "Estimate"] == pytest.approx(
@@ -110,3 +128,44 @@ def test_singular_note():
         warnings.simplefilter("ignore")
         fit = BayesLMM("y ~ 1 + (1 | g)", df).fit(draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
     assert any("piles up near 0" in n for n in fit.summary().notes)
+
+
+def test_fitted_and_predict_tables(fit):
+    data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
+    new = data.iloc[[3, 0, 7]]
+    draws = fit.predict(new, kind="mean")
+    tab = fit.fitted(new)
+    assert list(tab.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"] and len(tab) == draws.shape[1]
+    np.testing.assert_allclose(tab["Estimate"], draws.mean(0))
+    np.testing.assert_allclose(tab["Est.Error"], draws.std(0, ddof=1))
+    np.testing.assert_allclose(tab["Q2.5"], np.quantile(draws, 0.025, axis=0))
+    np.testing.assert_allclose(tab["Q97.5"], np.quantile(draws, 0.975, axis=0))
+    assert list(tab.index) == list(new.index)
+    assert len(fit.fitted()) == len(data)
+    np.testing.assert_array_equal(fit.fitted(new, summary=False), draws)
+    np.testing.assert_allclose(fit.fitted(new, scale="linear", summary=False), fit.predict(new, kind="link"))
+    y = fit.predict(new, kind="response", random_seed=4)
+    pt = fit.predict_table(new, random_seed=4, prob=0.9)
+    np.testing.assert_allclose(pt["Q5"], np.quantile(y, 0.05, axis=0))
+    with pytest.raises(ValueError, match="scale"):
+        fit.fitted(scale="mu")
+
+
+def test_bayes_R2_by_hand(fit):
+    data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
+    y = data["y"].to_numpy()
+    for re_formula in (None, "NA"):
+        mu = fit.predict(re_formula=re_formula, kind="mean")
+        vm, ve = np.var(mu, axis=1, ddof=1), np.var(y - mu, axis=1, ddof=1)
+        r2 = fit.bayes_R2(re_formula=re_formula, summary=False)
+        np.testing.assert_allclose(r2, vm / (vm + ve))
+        tab = fit.bayes_R2(re_formula=re_formula)
+        assert tab.loc["R2", "Estimate"] == pytest.approx(r2.mean())
+        assert tab.loc["R2", "Q97.5"] == pytest.approx(np.quantile(r2, 0.975))
+    assert fit.bayes_R2(re_formula="NA")["Estimate"].iloc[0] < fit.bayes_R2()["Estimate"].iloc[0]
+
+
+def test_html_repr(fit):
+    html = fit._repr_html_()
+    assert html.count("<table") == len(fit.summary().tables)
+    assert "Multilevel Hyperparameters" in html and "&lt;LMMFit" in html and "color" not in html

@@ -1,0 +1,88 @@
+"""Ctrl-C: a SIGINT stops a fit promptly with KeyboardInterrupt, and an interrupted save keeps the old file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Each case starts a Python process that fits a model.
+pytestmark = pytest.mark.slow
+
+FIT = textwrap.dedent("""
+    import sys, numpy as np, pandas as pd
+    import bayeslmm
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"x": rng.normal(size=400), "g": np.repeat(np.arange(40), 10)})
+    d["y"] = d.x + rng.normal(size=40)[d.g] + rng.normal(size=400)
+    print("ready", flush=True)
+    try:
+        bayeslmm.BayesLMM("y ~ x + (x | g)", d).fit(draws=100000, tune=1000, chains=2, progressbar=False,
+                                                     compile_cache=False)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(3)
+    sys.exit(0)
+""")
+
+
+def _run_and_interrupt(delay):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", FIT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(delay)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail(f"fit did not stop within 60 s of SIGINT sent {delay} s after start")
+    return p.returncode, out, err, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("delay", [0.5, 25.0], ids=["compile", "sampling"])
+def test_sigint_stops_fit(delay):
+    rc, out, err, waited = _run_and_interrupt(delay)
+    assert rc != 0, (out, err)
+    assert "interrupted" in out or "KeyboardInterrupt" in err, (out, err[-2000:])
+
+
+SAVE = textwrap.dedent("""
+    import sys, numpy as np, pandas as pd
+    import bayeslmm
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"x": rng.normal(size=60), "g": np.repeat(np.arange(6), 10)})
+    d["y"] = d.x + rng.normal(size=60)
+    fit = bayeslmm.BayesLMM("y ~ x + (1 | g)", d).fit(draws=200, tune=50, chains=1, progressbar=False,
+                                                       random_seed=1, compile_cache=False)
+    fit.save(sys.argv[1])
+    print("saved", flush=True)
+    while True:
+        fit.save(sys.argv[1])
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_save_keeps_old_file(tmp_path, sig):
+    import bayeslmm
+
+    path = tmp_path / "fit.nc"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", SAVE, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    assert p.stdout.readline().strip() == "saved", p.stderr.read()[-2000:]
+    time.sleep(0.3)  # inside one of the repeated saves
+    p.send_signal(sig)
+    p.communicate(timeout=60)
+    assert p.returncode != 0
+    fit = bayeslmm.load(path)
+    assert fit.posterior.sizes["draw"] == 200
