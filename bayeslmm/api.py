@@ -15,9 +15,10 @@ import time
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
 from .model.checks import check_choice, check_positive_int
+from .model.dask_design import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
 from .pymc_model import build_model, marginal_data
-from .sampling import SAMPLERS, sample
+from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
 from .sampling.xla import options_for
 
@@ -34,9 +35,21 @@ class BayesLMM:
     formula : str
         lme4 syntax, e.g. ``"log(rt) ~ cond + (cond | subj) + (1 | item)"``;
         see docs/formula.md for everything supported.
-    data : pandas.DataFrame
-        Not modified.
-    family : {"gaussian", "lognormal"}
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        Not modified. A Dask frame (``pip install bayeslmm[dask]``) is read
+        in two passes over its partitions on the active scheduler into
+        sufficient statistics (docs/dask.md); it needs ``marginalize="all"``.
+    family : {"gaussian", "lognormal", "student", "bernoulli", "binomial", "poisson", "negbinomial"}
+        brms names and parametrizations (docs/families.md). Families other
+        than gaussian and lognormal are fitted with marginalize="none".
+    link : str, optional
+        The family's link; None its default ("logit" for bernoulli and
+        binomial, which also take "probit"; "log" for counts).
+    weights : str or array-like, optional
+        lme4's ``weights=``: a column name or one value per row (or
+        ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
+        precision weights (residual variance sigma^2 / w_i); other
+        families: each log-likelihood term times w_i.
     priors : Prior or list of Prior, optional
         Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
     na_action : {"error", "drop"}
@@ -46,8 +59,19 @@ class BayesLMM:
     ``.plan(marginalize)``, ``.build_model(marginalize)``.
     """
 
-    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error"):
-        self.design = build_design(formula, data, family=family, na_action=na_action)
+    def __init__(self, formula, data, family="gaussian", priors=None, na_action="error", link=None, weights=None):
+        self.is_dask = is_dask_frame(data)
+        if self.is_dask:
+            if na_action != "error":
+                raise ValueError(f"na_action={na_action!r} is not supported for a Dask DataFrame; drop the "
+                                 "rows with ddf.dropna() first.")
+            if link is not None or weights is not None:
+                raise ValueError("link= and weights= are not supported for a Dask DataFrame (gaussian and "
+                                 f"lognormal with their default identity link only); got link={link!r}, "
+                                 f"weights={weights!r}.")
+            self.design = dask_design(formula, data, family=family)
+        else:
+            self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
         self.formula = self.design.spec.formula
         self.family = self.design.family.name
@@ -56,16 +80,25 @@ class BayesLMM:
         """Every prior in use, like brms ``get_prior``: a DataFrame (prior, class, coef, group, source)."""
         return prior_table(self.priors)
 
-    def plan(self, marginalize="auto"):
-        """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``."""
-        return resolve_plan(self.design, marginalize)
+    def plan(self, marginalize="auto", approximation=None):
+        """The :class:`~bayeslmm.model.plan.MarginalizationPlan` for ``marginalize``.
+
+        On a Dask frame "auto" means "all", the only plan that reads no rows per gradient.
+        """
+        if self.is_dask and isinstance(marginalize, str) and marginalize == "auto":
+            marginalize = "all"
+        plan = resolve_plan(self.design, marginalize, approximation)
+        if self.is_dask:
+            check_dask_plan(plan)
+        return plan
 
     def build_model(self, marginalize="auto"):
         """The ``pm.Model`` (for ``marginalize="none"``: non-centred, every effect sampled)."""
         return build_model(self.design, self.priors, self.plan(marginalize))
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
-            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None):
+            sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None,
+            compile_cache=None):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -74,6 +107,12 @@ class BayesLMM:
             Group-level effects integrated out of the likelihood (exactly) and
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
+            Only gaussian and lognormal can be integrated exactly: for the
+            other families anything but "none"/"auto" is a ValueError and
+            "auto" means "none".
+        approximation : None
+            Only None (exact integration) is available; any other value is a
+            ValueError that names the plans that work.
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
             With "numpyro", NUTS also checks for U-turns between the halves
             of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
@@ -83,6 +122,15 @@ class BayesLMM:
             curvature at each chain's start (:mod:`bayeslmm.sampling.nuts`):
             memory bounded however long the run, interruptible at any time.
             False: NumPyro's own ``MCMC.run``, one execution over all chains.
+        compile_cache : None, bool or path
+            Where JAX keeps compiled programs on disk during the fit, so that
+            the same model fitted again in a new process skips most of its
+            compilation. None (the default): the environment variable
+            ``BAYESLMM_JAX_CACHE`` (a directory, or ``0``/``off`` to turn
+            it off), else ``bayeslmm/jax`` in the user's cache directory;
+            True: that directory; False: no cache; a path: that directory
+            (:mod:`bayeslmm.sampling.cache`). A cache directory configured
+            for JAX itself takes precedence.
 
         Returns
         -------
@@ -103,9 +151,17 @@ class BayesLMM:
             raise ValueError(f"low_memory=True needs sampler='numpyro' (got sampler={sampler!r}).")
         if not 0 < float(target_accept) < 1:
             raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
-        plan = self.plan(marginalize)
+        cache_dir = resolve_cache_dir(compile_cache)
+        plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
+        with compilation_cache(cache_dir):
+            idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
+                                                 progressbar, low_memory)
+        fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+        fit.check_convergence(stacklevel=2)
+        return fit
 
+    def _sample(self, plan, draws, tune, chains, target_accept, random_seed, sampler, progressbar, low_memory):
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
@@ -121,10 +177,7 @@ class BayesLMM:
             release_freed_memory()
             recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
         t2 = time.perf_counter()
-        timings = {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
-        fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
-        fit.check_convergence(stacklevel=2)
-        return fit
+        return idata, model, {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
 
     def __repr__(self):
         return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"

@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: data sets, metrics, output."""
+"""Shared helpers for the benchmark scripts: metrics and output (data sets: registry.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
 import warnings
@@ -16,25 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped  # noqa: E402
-from bayeslmm.datasets import DATASETS, dataset_info, load_dataset  # noqa: E402
+from registry import datasets  # noqa: E402,F401 - the one data-set registry, re-exported for the scripts
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-
-def datasets(names):
-    """name -> (data, formula) for the sets shipped in bayeslmm.datasets and the simulated ones here."""
-    out = {}
-    for n in names:
-        if n in DATASETS:
-            out[n] = (load_dataset(n), dataset_info(n).formula)
-        elif n == "crossed_50x40":
-            out[n] = (simulate_crossed(50, 40, n_rows=5000, seed=3)[0], "y ~ cond + (cond | subj) + (cond | item)")
-        elif n == "insteval_shaped":
-            out[n] = (simulate_insteval_shaped(seed=4)[0], "y ~ 1 + (1 | s) + (1 | d) + (1 | dept)")
-        else:
-            raise SystemExit(f"unknown data set {n!r}")
-    return out
 
 
 def posterior_metrics(fit) -> dict:
@@ -88,6 +74,31 @@ def machine() -> str:
     except Exception:  # noqa: BLE001 - the description is a label, never a reason to fail
         pass
     return desc
+
+
+def manifest(command=None) -> dict:
+    """What a result was produced from: commit, date, machine, command and the load average at the time."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    return {"commit": commit + ("+uncommitted changes" if dirty else ""),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "command": command or " ".join(["python"] + sys.argv),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def write_manifest(out_dir, command=None, **extra) -> Path:
+    """manifest.json beside a script's results."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "manifest.json"
+    path.write_text(json.dumps({**manifest(command), **extra}, indent=1))
+    return path
 
 
 def write_json(rows, name, out_dir=None, **extra):

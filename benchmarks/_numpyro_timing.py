@@ -41,12 +41,12 @@ def instrument_numpyro():
         return wrapped
 
     pmjax._sample_numpyro_nuts = timed(pmjax._sample_numpyro_nuts)
-    try:  # bayeslmm puts its chunked driver in PyMC's place while it samples
-        import bayeslmm.chunked_nuts as chunked
+    try:  # bayeslmm samples through its own chunked driver, looked up when a fit starts
+        import bayeslmm.sampling.nuts as chunked
     except ImportError:  # Bambi's environment
         pass
     else:
-        chunked.sample_numpyro_chunked = timed(chunked.sample_numpyro_chunked)
+        chunked.sample_nuts = timed(chunked.sample_nuts)
     return rec
 
 

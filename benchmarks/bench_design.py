@@ -1,8 +1,8 @@
-"""Time and memory of building the design for an InstEval-shaped data set.
+"""Time and memory of building the design for lme4's InstEval model.
 
-73,421 rows; 2,972 students, 1,128 lecturers, 14 departments (intercepts).
+73,421 rows; 2,972 students, 1,128 lecturers, 28 department-by-service levels (intercepts).
 The design stores one group index and an N x d value matrix per factor; a
-dense Z would be 73,421 x 4,114 doubles (2.4 GB). Writes results/design.json.
+dense Z would be 73,421 x 4,128 doubles (2.4 GB). Writes results/design.json.
 
     python benchmarks/bench_design.py
 """
@@ -10,16 +10,17 @@ dense Z would be 73,421 x 4,114 doubles (2.4 GB). Writes results/design.json.
 import time
 import tracemalloc
 
-from _common import print_table, simulate_insteval_shaped, write_json
+from _common import print_table, write_json
+from registry import load
 
 from bayeslmm import BayesLMM
 
 
 def main():
-    data, _ = simulate_insteval_shaped(seed=4)
+    data, formula, _ = load("InstEval")
     tracemalloc.start()
     t0 = time.perf_counter()
-    model = BayesLMM("y ~ 1 + (1 | s) + (1 | d) + (1 | dept)", data)
+    model = BayesLMM(formula, data)
     secs = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

@@ -26,8 +26,7 @@ from _common import datasets, grad_time, posterior_metrics, print_table, write_j
 
 from bayeslmm import BayesLMM
 from bayeslmm import build_model
-
-ALL = ["dillonE1", "english", "dutch", "pupil", "stroop", "eeg", "grouseticks", "crossed_50x40", "insteval_shaped"]
+from registry import ALL
 
 
 def plans_for(model):

@@ -30,7 +30,7 @@ simulated data the coverage of the true fixed effects, SDs and sigma by the
 
 When "auto" resolves to "none" or "all", its row reuses that fit (same model,
 data and seed). ``--skip`` names bayeslmm fits not to run (by default "all" on
-the InstEval-shaped set, 0.34 s per gradient); they appear as skipped rows.
+InstEval, a dense Schur complement per gradient); they appear as skipped rows.
 
 Writes peers.json (rows), peers.md (table) and peers.png (ESS/s by tool and
 data set) under benchmarks/results/ or --out DIR (peers_quick.* and
@@ -55,11 +55,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, machine, print_table
+from _common import RESULTS, machine, print_table, write_manifest
+from registry import ALL, REAL, SIMULATED, load  # noqa: F401 - the one data-set registry
 
 from bayeslmm import BayesLMM
-from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped
-from bayeslmm.datasets import dataset_info, load_dataset
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".peers-venv"
@@ -70,18 +69,14 @@ BAMBI_PINS = ["bambi==0.17.2", "numpyro==0.22.0", "pymc==5.28.5", "pytensor==2.3
               # arviz-plots 0.8.0 (imported by bambi) fails with matplotlib 3.11 (matplotlib.style.core)
               "matplotlib==3.10.9"]
 
-# The real (Gaussian) sets of bayeslmm.datasets that the benchmark tables report.
-REAL = ["dillonE1", "english", "dutch", "pupil", "stroop", "eeg", "grouseticks"]
-SIMULATED = ["crossed_50x40", "large_n", "insteval_shaped"]
-ALL = REAL + SIMULATED
 QUICK = ["english", "crossed_50x40"]
 SMOKE = ["crossed_small"]
 TOOLS = ["bayeslmm", "bambi", "brms"]
 
-# "all" on the InstEval-shaped set: the Schur complement over students x lecturers is a dense
-# 1,142 x 1,142 factorization per gradient (0.34 s, benchmarks/results/plans_insteval.json).
-DEFAULT_SKIP = ["insteval_shaped:all"]
-SKIP_REASONS = {"insteval_shaped:all": "0.34 s per gradient (dense 1,142 x 1,142 Schur complement)"}
+# "all" on InstEval: the Schur complement over students x lecturers is a dense factorization per
+# gradient, far slower than the plan auto picks.
+DEFAULT_SKIP = ["InstEval:all"]
+SKIP_REASONS = {"InstEval:all": "dense students x lecturers Schur complement per gradient"}
 
 COLS = ["dataset", "tool", "model", "plan", "wall_s", "sampling_s", "min_bulk_ess", "ess_per_s", "max_rhat",
         "divergences", "peak_rss_mb", "covered"]
@@ -90,51 +85,6 @@ MD_COLS = ["dataset", "n_rows", "tool", "model", "plan", "wall_s", "sampling_s",
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def simulate_single_factor(n_subj=100, n_rows=200_000, beta=(2.0, 0.5), sd=(0.5, 0.2), rho=0.3, sigma=1.0,
-                           seed=5):
-    """Large-N, one grouping factor: ``y ~ x + (x | subj)``, x ~ N(0, 1), rows draw subjects at random."""
-    rng = np.random.default_rng(seed)
-    subj = rng.integers(n_subj, size=n_rows)
-    x = rng.standard_normal(n_rows)
-    C = np.array([[1.0, rho], [rho, 1.0]])
-    L = np.diag(sd) @ np.linalg.cholesky(C)
-    u = rng.standard_normal((n_subj, 2)) @ L.T
-    y = beta[0] + beta[1] * x + u[subj, 0] + u[subj, 1] * x + sigma * rng.standard_normal(n_rows)
-    df = pd.DataFrame({"y": y, "x": x, "subj": [f"s{i:03d}" for i in subj]})
-    truth = {"b[Intercept]": beta[0], "b[x]": beta[1], "sd[subj,Intercept]": sd[0], "sd[subj,x]": sd[1],
-             "sigma": sigma}
-    return df, truth
-
-
-def _crossed_truth(t):
-    return {"b[Intercept]": t["fixef"]["Intercept"], "b[cond]": t["fixef"]["cond"],
-            "sd[subj,Intercept]": t["sd_subj"][0], "sd[subj,cond]": t["sd_subj"][1],
-            "sd[item,Intercept]": t["sd_item"][0], "sd[item,cond]": t["sd_item"][1], "sigma": t["sigma"]}
-
-
-def load(name):
-    """name -> (data, formula, truth or None); truth maps canonical names (b[x], sd[g,x], sigma) to values."""
-    if name in REAL:
-        data, formula = load_dataset(name), dataset_info(name).formula
-        return data, formula, None
-    if name == "crossed_small":
-        df, t = simulate_crossed(20, 12, reps=2, seed=3)
-        return df, "y ~ cond + (cond | subj) + (cond | item)", _crossed_truth(t)
-    if name == "crossed_50x40":
-        df, t = simulate_crossed(50, 40, n_rows=5000, seed=3)
-        return df, "y ~ cond + (cond | subj) + (cond | item)", _crossed_truth(t)
-    if name == "large_n":
-        df, truth = simulate_single_factor()
-        return df, "y ~ x + (x | subj)", truth
-    if name == "insteval_shaped":
-        # seed 4, as in benchmarks/_common.py, so that rows compare with bench_plans.py
-        df, t = simulate_insteval_shaped(seed=4)
-        truth = {"b[Intercept]": t["fixef"]["Intercept"], "sd[s,Intercept]": t["sd"][0],
-                 "sd[d,Intercept]": t["sd"][1], "sd[dept,Intercept]": t["sd"][2], "sigma": t["sigma"]}
-        return df, "y ~ 1 + (1 | s) + (1 | d) + (1 | dept)", truth
-    raise SystemExit(f"unknown data set {name!r}; known: {', '.join(ALL + SMOKE)}")
 
 
 def uncorrelated(formula):
@@ -581,6 +531,7 @@ def write_outputs(doc, out, suffix, verbose=True):
     mpath = out / f"peers{suffix}.md"
     write_markdown(rows, mpath, header)
     ppath = plot(rows, out / f"peers{suffix}.png", f"peers ({st['mode']}): {st['chains']} chains x {st['draws']} draws")
+    write_manifest(out, files=[jpath.name, mpath.name] + ([Path(ppath).name] if ppath else []))
     if verbose:
         print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
 

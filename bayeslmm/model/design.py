@@ -118,6 +118,18 @@ class ReBlock:
         return any(len(g) > 1 for g in self.corr_groups)
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Summary moments of a design: ``y_mean``, ``y_sd``, ``x_mean`` and ``x_sd`` (per column of X),
+    ``z_sd`` (factor name -> SD of each effect column)."""
+
+    y_mean: float
+    y_sd: float
+    x_mean: np.ndarray
+    x_sd: np.ndarray
+    z_sd: dict
+
+
 @dataclass(frozen=True, eq=False)
 class Design:
     """Everything the model needs from the data, computed once."""
@@ -131,6 +143,15 @@ class Design:
     blocks: tuple  # ReBlock, largest (levels * d) first
     n_dropped: int = 0
     fixed_matrix: object = field(default=None, repr=False)  # formulae CommonEffectsMatrix, for new data
+    # Sum of the formula's offset() terms on the linear-predictor scale (zeros without any).
+    # For Gaussian families it is already subtracted from ``y``, which keeps the exact marginal.
+    offset: np.ndarray | None = field(default=None, repr=False)
+    weights: np.ndarray | None = field(default=None, repr=False)
+    trials: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def has_offset(self) -> bool:
+        return self.offset is not None and bool(np.any(self.offset != 0))
 
     @property
     def n(self) -> int:
@@ -139,6 +160,16 @@ class Design:
     @property
     def has_intercept(self) -> bool:
         return "Intercept" in self.fixed_names
+
+    @property
+    def log_jacobian(self) -> float:
+        """log |d model scale / d y| summed over the rows (0 for gaussian)."""
+        return self.family.log_jacobian(self.y_original)
+
+    def moments(self) -> "Moments":
+        """Means and SDs (ddof 0) that the data-scaled default priors and brms centring read; O(N (p + sum_k d_k))."""
+        return Moments(float(np.mean(self.y)), float(np.std(self.y)), self.X.mean(axis=0), self.X.std(axis=0),
+                       {b.name: b.values.std(axis=0) for b in self.blocks})
 
     def block(self, name: str) -> ReBlock:
         for b in self.blocks:
@@ -158,7 +189,8 @@ def nested_in(inner, outer) -> bool:
 def formula_variables(spec: FormulaSpec) -> list[str]:
     """Column names a formula refers to (everything not a function or keyword)."""
     names: dict[str, None] = {}
-    texts = [spec.response, spec.fixed] + [t.expr for t in spec.random]
+    texts = [spec.response, spec.fixed] + [t.expr for t in spec.random] + list(spec.offsets)
+    texts += [e for e in (spec.trials, spec.weights) if e is not None]
     for text in texts:
         text = _STRING.sub("", text)
         for m in _IDENT.finditer(text):
@@ -253,7 +285,57 @@ def _random_blocks(spec: FormulaSpec, data: pd.DataFrame) -> list[ReBlock]:
     return sorted(blocks, key=lambda b: -b.size)
 
 
-def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str = "error") -> Design:
+def evaluate_expression(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
+    """One numeric value per row of ``expr`` (a column or an expression of columns), finite."""
+    try:
+        dm = fm.design_matrices(f"I({expr}) ~ 1", data, na_action="error", extra_namespace=NAMESPACE)
+        vals = np.asarray(dm.response.design_matrix, dtype=float).reshape(len(data), -1)
+    except Exception as err:
+        raise ValueError(f"Could not evaluate the {what} {expr!r}: {err}") from err
+    if vals.shape[1] != 1:
+        raise ValueError(f"The {what} {expr!r} must give one number per row, got {vals.shape[1]} columns.")
+    vals = vals[:, 0]
+    if not np.all(np.isfinite(vals)):
+        raise ValueError(f"The {what} {expr!r} has {int(np.sum(~np.isfinite(vals)))} non-finite values.")
+    return vals
+
+
+def offset_of(spec: FormulaSpec, data: pd.DataFrame) -> np.ndarray:
+    """Sum of the formula's ``offset()`` terms on ``data``; zeros without any."""
+    out = np.zeros(len(data))
+    for e in spec.offsets:
+        out = out + evaluate_expression(e, data, "offset")
+    return out
+
+
+def _weights(spec, data, weights) -> np.ndarray | None:
+    if weights is not None and spec.weights is not None:
+        raise ValueError("Weights given twice: by weights() in the formula and by the weights= argument; give one.")
+    if spec.weights is not None:
+        w = evaluate_expression(spec.weights, data, "weights")
+    elif weights is None:
+        return None
+    elif isinstance(weights, str):
+        if weights not in data.columns:
+            raise ValueError(f"weights={weights!r} is not a column of data.")
+        if not pd.api.types.is_numeric_dtype(data[weights]):
+            raise TypeError(f"weights={weights!r} must be a numeric column, got dtype {data[weights].dtype}.")
+        w = data[weights].to_numpy(dtype=float)
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"weights={weights!r} has non-finite values.")
+    else:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        if w.shape[0] != len(data):
+            raise ValueError(f"weights has {w.shape[0]} values for {len(data)} rows of data.")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights has non-finite values.")
+    if np.any(w < 0) or not np.any(w > 0):
+        raise ValueError(f"weights must be non-negative and not all zero; got min {w.min()!r}.")
+    return w
+
+
+def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str = "error", link=None,
+                 weights=None) -> Design:
     """Validate ``data`` against ``formula`` and build the :class:`Design`.
 
     Cost: O(N (p + sum_k d_k)) time and memory, plus a pivoted QR of X
@@ -261,9 +343,18 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     The caller's DataFrame is never modified.
     """
     spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
-    fam = get_family(family)
+    fam = get_family(family, link)
+    if weights is not None and not isinstance(weights, str):
+        # Rows dropped for NaN must drop their weight too: carry it as a column.
+        w_arr = np.asarray(weights, dtype=float).reshape(-1)
+        if w_arr.shape[0] != len(data):
+            raise ValueError(f"weights has {w_arr.shape[0]} values for {len(data)} rows of data.")
+        data = data.assign(**{"__weights__": w_arr})
+        weights = "__weights__"
     check_data_frame(data)
     variables = formula_variables(spec)
+    if isinstance(weights, str) and weights in data.columns and weights not in variables:
+        variables.append(weights)
     check_columns_exist(variables, data, spec.formula)
     data, n_dropped = check_finite_rows(data, variables, na_action)
     if n_dropped:
@@ -277,7 +368,19 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     except Exception as err:  # formulae's errors do not say which part of the formula failed
         raise ValueError(f"Could not evaluate the response {spec.response!r}: {err}") from err
     y_orig = check_numeric_response(resp.response.design_matrix, spec.response)
+    trials = evaluate_expression(spec.trials, data, "number of trials") if spec.trials is not None else None
+    if spec.failures is not None:
+        f = evaluate_expression(spec.failures, data, "failures")
+        if np.any(f < 0):
+            i = int(np.argmax(f < 0))
+            raise ValueError(f"cbind({spec.response}, {spec.failures}): {int(np.sum(f < 0))} row(s) have a negative "
+                             f"number of failures, e.g. row {i}: {float(f[i])!r}.")
+    fam.check_response(y_orig, spec.response, trials)
+    w = _weights(spec, data, weights)
+    offset = offset_of(spec, data)
     y = fam.to_model_scale(y_orig)
+    if fam.gaussian:
+        y = y - offset
 
     try:
         X, fixed_names, fixed_matrix = common_matrix(spec.fixed, data)
@@ -290,4 +393,4 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
         raise
     except Exception as err:
         raise ValueError(f"Could not build the random terms of {spec.formula!r}: {err}") from err
-    return Design(spec, fam, y, y_orig, X, fixed_names, tuple(blocks), n_dropped, fixed_matrix)
+    return Design(spec, fam, y, y_orig, X, fixed_names, tuple(blocks), n_dropped, fixed_matrix, offset, w, trials)

@@ -12,6 +12,14 @@ Supported random-term syntax (lme4 semantics):
 - ``(0 + x | g)``, ``(x - 1 | g)``  no intercept
 - ``(1 | a/b)``    nested: ``(1 | a) + (1 | a:b)``
 - ``(1 | a:b)``    interaction of factors as one grouping factor
+
+Response-side and offset syntax:
+
+- ``cbind(s, f) ~``        binomial successes and failures (lme4)
+- ``s | trials(n) ~``      binomial successes out of n trials (brms)
+- ``y | weights(w) ~``     weights (brms; several terms join with ``+``)
+- ``offset(expr)``         in the fixed part: added to the linear predictor
+  with coefficient 1 (lme4/brms), not estimated
 """
 
 from __future__ import annotations
@@ -52,6 +60,10 @@ class FormulaSpec:
     response: str
     fixed: str
     random: tuple[RandomTerm, ...]
+    trials: str | None = None  # expression for the number of trials (binomial)
+    weights: str | None = None  # expression for the weights
+    offsets: tuple[str, ...] = ()  # expressions added to the linear predictor
+    failures: str | None = None  # cbind()'s second argument
 
     @property
     def factor_names(self) -> tuple[str, ...]:
@@ -154,6 +166,51 @@ def _split_uncorrelated(expr: str) -> list[str]:
     return (["1"] if has_intercept else []) + [f"0 + {c}" for c in cols]
 
 
+_CALL = re.compile(r"^([A-Za-z_.][A-Za-z0-9_.]*)\s*\((.*)\)$", re.S)
+
+
+def _call(chunk: str):
+    """``name(args)`` -> (name, args) when the whole chunk is one call, else None."""
+    m = _CALL.match(chunk.strip())
+    if m is None or _outer_parens(chunk.strip()[len(m.group(1)):].strip()) is None:
+        return None
+    return m.group(1), m.group(2).strip()
+
+
+def _response_side(lhs: str, formula: str):
+    """Split the left-hand side into (response, trials, weights)."""
+    trials = weights = None
+    parts = _split_top(lhs, "|")
+    if len(parts) > 2:
+        raise ValueError(f"Malformed formula {formula!r}: more than one '|' on the left of '~'.")
+    if len(parts) == 2:
+        lhs = parts[0].strip()
+        for term in _split_top(parts[1], "+"):
+            c = _call(term)
+            if c is None or c[0] not in ("trials", "weights") or not c[1]:
+                raise ValueError(
+                    f"Malformed formula {formula!r}: after '|' on the left of '~' expected trials(n) and/or "
+                    f"weights(w), got {term.strip()!r}."
+                )
+            if c[0] == "trials":
+                trials = c[1]
+            else:
+                weights = c[1]
+        if not lhs:
+            raise ValueError(f"Malformed formula {formula!r}: no response before '|' on the left of '~'.")
+    c = _call(lhs)
+    if c is not None and c[0] == "cbind":
+        args = [a.strip() for a in _split_top(c[1], ",")]
+        if len(args) != 2 or not all(args):
+            raise ValueError(
+                f"Malformed formula {formula!r}: cbind() takes two arguments, successes and failures; got {lhs!r}."
+            )
+        if trials is not None:
+            raise ValueError(f"Malformed formula {formula!r}: give the trials by cbind() or by trials(), not both.")
+        lhs, trials = args[0], f"({args[0]}) + ({args[1]})"
+    return lhs, trials, weights, (args[1] if c is not None and c[0] == "cbind" else None)
+
+
 def parse_formula(formula: str) -> FormulaSpec:
     """Split an lme4-style formula into response, fixed part and random terms.
 
@@ -183,6 +240,7 @@ def parse_formula(formula: str) -> FormulaSpec:
     lhs, rhs = (s.strip() for s in formula.split("~"))
     if not lhs:
         raise ValueError(f"Malformed formula {formula!r}: no response on the left of '~'.")
+    lhs, trials, weights, failures = _response_side(lhs, formula)
     if not rhs:
         raise ValueError(f"Malformed formula {formula!r}: nothing on the right of '~'.")
     for r_name, fm_name in _R_CONTRASTS.items():
@@ -190,9 +248,16 @@ def parse_formula(formula: str) -> FormulaSpec:
 
     fixed_parts: list[str] = []
     random: list[RandomTerm] = []
+    offsets: list[str] = []
     for chunk in _split_top(rhs, "+"):
         if not chunk.strip():
             raise ValueError(f"Malformed formula {formula!r}: empty term between '+' signs.")
+        call = _call(chunk)
+        if call is not None and call[0] == "offset":
+            if not call[1]:
+                raise ValueError(f"Malformed formula {formula!r}: offset() needs an expression.")
+            offsets.append(call[1])
+            continue
         inner = _outer_parens(chunk)
         bar = _bar_split(inner) if inner is not None else None
         if bar is None:
@@ -213,4 +278,5 @@ def parse_formula(formula: str) -> FormulaSpec:
                 random.append(RandomTerm(expr=e, factor=factor, correlated=correlated))
 
     fixed = " + ".join(fixed_parts) if fixed_parts else "1"
-    return FormulaSpec(formula=formula, response=lhs, fixed=fixed, random=tuple(random))
+    return FormulaSpec(formula=formula, response=lhs, fixed=fixed, random=tuple(random),
+                       trials=trials, weights=weights, offsets=tuple(offsets), failures=failures)

@@ -56,7 +56,7 @@ class MarginalizationPlan:
 
 
 # Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10,
-# float64; benchmarks/results/plans_small.json and plans_insteval.json;
+# float64; benchmarks/results/latest/plans/plans_small.json and plans_insteval.json;
 # _DENSE_ROW_S re-measured on plans_seeds.json after the kernel rewrite:
 # 2.5-3.1 us on dillonE1, eeg and crossed 50x40); see
 # docs/marginalization.md for the derivation and the check of the choices.
@@ -81,7 +81,7 @@ def grad_seconds(design, marginalized) -> float:
     """
     blocks = [b for b in design.blocks if b.name in marginalized]
     sampled = [b for b in design.blocks if b.name not in marginalized]
-    n, p = design.X.shape
+    n, p = design.n, len(design.fixed_names)
     t = _OVERHEAD_S
     if sampled or not blocks:
         t += _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
@@ -145,7 +145,7 @@ def _auto(design) -> tuple[tuple[str, ...], str]:
     return tuple(n for n in names if n in best), reason
 
 
-def resolve_plan(design, marginalize="none") -> MarginalizationPlan:
+def resolve_plan(design, marginalize="none", approximation=None) -> MarginalizationPlan:
     """Turn the user's ``marginalize=`` into a plan.
 
     Accepts "none", "all", "auto", a factor name as written in the formula
@@ -153,6 +153,14 @@ def resolve_plan(design, marginalize="none") -> MarginalizationPlan:
     choices for anything else, and for families that are not Gaussian on
     some scale.
     """
+    if approximation is not None:
+        works = ("'none', 'auto'" if not design.family.gaussian
+                 else "'none', 'all', 'auto' or factor names (exact, no approximation needed)")
+        raise ValueError(
+            f"approximation={approximation!r} is not an option of this version: group-level effects are "
+            f"integrated out only exactly, for Gaussian likelihoods. For family={design.family.name!r} the plans "
+            f"that work are marginalize={works}, with approximation=None."
+        )
     names = [b.name for b in design.blocks]
     valid = ["none", "all", "auto"] + names
     if isinstance(marginalize, str):
@@ -166,6 +174,10 @@ def resolve_plan(design, marginalize="none") -> MarginalizationPlan:
         marg = ()
     elif chosen == ["all"]:
         marg = tuple(names)
+    elif chosen == ["auto"] and not design.family.gaussian:
+        marg, reason = (), f"family={design.family.name!r} is not Gaussian in the effects: every effect sampled"
+    elif chosen == ["auto"] and design.weights is not None:
+        marg, reason = (), "weighted rows: every effect sampled"
     elif chosen == ["auto"]:
         marg, reason = _auto(design)
     else:
@@ -175,8 +187,18 @@ def resolve_plan(design, marginalize="none") -> MarginalizationPlan:
                 f"Unknown marginalize target(s) {bad}; valid choices are: {', '.join(map(repr, valid))}."
             )
         marg = tuple(n for n in names if n in chosen)
-    if marg and design.family.name not in ("gaussian", "lognormal"):
-        raise ValueError(f"family {design.family.name!r} cannot be marginalized; use marginalize='none'.")
+    if marg and not design.family.gaussian:
+        raise ValueError(
+            f"marginalize={marginalize!r} cannot be used with family={design.family.name!r}: exact integration "
+            "of the group-level effects needs a likelihood that is Gaussian in them (gaussian, lognormal), and "
+            f"the {design.family.name} likelihood is not, so the integral has no closed form. Use "
+            "marginalize='none' (every effect sampled, exact) or marginalize='auto'."
+        )
+    if marg and design.weights is not None:
+        raise ValueError(
+            "Weights with a marginalized plan are not supported yet: the marginal density does not take "
+            "per-row residual variances. Use marginalize='none' (exact, every effect sampled)."
+        )
     if not names and marg:
         raise ValueError("The formula has no group-level terms to marginalize; use marginalize='none'.")
     sampled = tuple(n for n in names if n not in marg)

@@ -17,7 +17,16 @@ sd          half_student_t(3, s_y / s_x)                brms-like heavy tail; sl
 cor         lkj(2)                                      mildly keeps correlations off +-1, where
                                                         singular lme4 fits put them
 sigma       half_student_t(3, s_y)                      brms-like
+nu          gamma(2, 0.1)                               brms (student); not truncated at 1
+shape       gamma(0.01, 0.01)                           brms (negbinomial)
 ========== =========================================== =======================================
+
+For families that are not Gaussian on some scale (bernoulli, binomial,
+poisson, negbinomial) the scales are on the link scale, as in brms:
+Intercept student_t(3, m, 2.5) with m = 0 for bernoulli/binomial and
+log(mean y) for counts, b normal(0, 2.5 / s_x) (brms has a flat prior; a
+proper one keeps prior predictive checks possible), sd half_student_t(3,
+2.5 / s_x). ``student`` uses the Gaussian table.
 
 Overrides are :class:`Prior` objects, by class, by group (sd, cor) and by
 coefficient (b, sd); the most specific one wins. A prior that targets nothing
@@ -34,13 +43,13 @@ import pandas as pd
 
 __all__ = ["Prior", "ResolvedPrior", "resolve_priors", "prior_table", "parse_dist"]
 
-CLASSES = ("Intercept", "b", "sd", "cor", "sigma")
+CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "shape", "nu")
 # name -> number of arguments
 _DISTS = {
     "normal": 2, "student_t": 3, "cauchy": 2, "exponential": 1, "gamma": 2, "lkj": 1,
     "half_normal": 1, "half_student_t": 2, "half_cauchy": 1, "flat": 0, "lognormal": 2,
 }
-_POSITIVE = ("sd", "sigma")
+_POSITIVE = ("sd", "sigma", "shape", "nu")
 _HALF_OF = {"normal": "half_normal", "student_t": "half_student_t", "cauchy": "half_cauchy"}
 
 
@@ -160,15 +169,24 @@ def _targets(design):
         out += [("sd", blk.name, t) for t in blk.terms]
         if blk.correlated:
             out.append(("cor", blk.name, None))
-    out.append(("sigma", None, None))
+    out += [(a, None, None) for a in design.family.aux]
     return out
 
 
+def _link_scale(design) -> tuple[float, float]:
+    """(m_y, s_y) of the default priors: the response's on the Gaussian scale, brms's on a link scale."""
+    fam = design.family
+    if fam.counts and not fam.trials:
+        m = float(np.mean(design.y_original))
+        return (float(np.log(m)) if m > 0 else 0.0), 1.0
+    return 0.0, 1.0
+
+
 def _defaults(design) -> dict:
-    y = design.y
-    s_y = float(np.std(y)) or 1.0
-    m_y = float(np.mean(y))
-    x_sd = {c: float(np.std(design.X[:, i])) for i, c in enumerate(design.fixed_names)}
+    mom = design.moments()
+    gaussian_scale = design.family.name in ("gaussian", "lognormal", "student")
+    m_y, s_y = (mom.y_mean, mom.y_sd or 1.0) if gaussian_scale else _link_scale(design)
+    x_sd = {c: float(mom.x_sd[i]) for i, c in enumerate(design.fixed_names)}
     out = {}
     for cls, group, coef in _targets(design):
         if cls == "Intercept":
@@ -177,11 +195,15 @@ def _defaults(design) -> dict:
             out[(cls, group, coef)] = ("normal", (0.0, 2.5 * s_y / (x_sd[coef] or 1.0)))
         elif cls == "sd":
             blk = design.block(group)
-            col = blk.values[:, blk.terms.index(coef)]
-            s_x = float(np.std(col)) if coef != "Intercept" else 0.0
-            out[(cls, group, coef)] = ("half_student_t", (3.0, s_y / (s_x or 1.0)))
+            s_x = float(mom.z_sd[group][blk.terms.index(coef)]) if coef != "Intercept" else 0.0
+            sd_scale = s_y if gaussian_scale else 2.5
+            out[(cls, group, coef)] = ("half_student_t", (3.0, sd_scale / (s_x or 1.0)))
         elif cls == "cor":
             out[(cls, group, coef)] = ("lkj", (2.0,))
+        elif cls == "nu":
+            out[(cls, group, coef)] = ("gamma", (2.0, 0.1))
+        elif cls == "shape":
+            out[(cls, group, coef)] = ("gamma", (0.01, 0.01))
         else:
             out[(cls, group, coef)] = ("half_student_t", (3.0, s_y))
     return out

@@ -5,7 +5,8 @@ that draw's group-level effects:
 
     log p(y_i | beta_s, r_s, sigma_s) = log N(y_i | eta_si, sigma_s)
 
-on the model scale, minus log(y_i) (the Jacobian) for ``lognormal`` so that
+(the family's density for the other families, each term times its weight
+for weighted GLMM families as in brms) on the model scale, minus log(y_i) (the Jacobian) for ``lognormal`` so that
 it is the density of the original y. For factors marginalized during
 sampling, r_s are the effects drawn exactly after sampling
 (:mod:`bayeslmm.posterior.recover`); the joint draws (theta_s, r_s) come from the same
@@ -20,6 +21,8 @@ PSIS can report high Pareto k for groups with few observations.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
+from scipy.special import gammaln, log_ndtr
 
 from .predict import linear_predictor, prediction_rows
 from .recover import stack_draws
@@ -54,17 +57,20 @@ def log_likelihood(fit, max_chunk_bytes: float = _CHUNK_BYTES):
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S, n = n_chain * n_draw, design.n
     rows = prediction_rows(design, None, None, False)
-    sigma = stack_draws(post["sigma"])
-    y = np.asarray(design.y, dtype=float)
-    jac = -np.log(design.y_original) if design.family.log_scale else 0.0
+    fam = design.family
+    aux = {a: stack_draws(post[a]) for a in fam.aux}
+    y = np.asarray(design.y if fam.gaussian else design.y_original, dtype=float)
+    offset = 0.0 if fam.gaussian or design.offset is None else design.offset
+    w = design.weights
     # About three S x N temporaries per chunk (eta, one gathered effect, the result).
     chunk = int(max(1, min(S, max_chunk_bytes // (3 * 8 * max(n, 1)))))
     out = np.empty((S, n))
     for start in range(0, S, chunk):
         sl = slice(start, min(S, start + chunk))
-        eta = linear_predictor(post, rows, sl)
-        s = sigma[sl, None]
-        out[sl] = -0.5 * _LOG_2PI - np.log(s) - 0.5 * ((y - eta) / s) ** 2 + jac
+        eta = linear_predictor(post, rows, sl) + offset
+        out[sl] = pointwise_logpdf(design, y, eta, {a: v[sl, None] for a, v in aux.items()})
+    if w is not None and not fam.gaussian:
+        out *= w  # brms: each term times its weight
     da = xr.DataArray(out.reshape(n_chain, n_draw, n), dims=("chain", "draw", "obs"),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": np.arange(n)},
                       name="y")
@@ -72,6 +78,35 @@ def log_likelihood(fit, max_chunk_bytes: float = _CHUNK_BYTES):
         delattr(fit.idata, "log_likelihood")
     fit.idata.add_groups(log_likelihood=da.to_dataset())
     return da
+
+
+def pointwise_logpdf(design, y, eta, aux) -> np.ndarray:
+    """log p(y_i | eta_si, aux_s) of the design's family, (S, n); y on the model scale for gaussian families.
+
+    gaussian/lognormal with weights use lme4's precision weights (SD sigma / sqrt(w_i)).
+    """
+    fam = design.family
+    if fam.gaussian:
+        s = aux["sigma"]
+        if design.weights is not None:
+            s = s / np.sqrt(np.maximum(design.weights, 1e-300))
+        jac = -np.log(design.y_original) if fam.log_scale else 0.0
+        return -0.5 * _LOG_2PI - np.log(s) - 0.5 * ((y - eta) / s) ** 2 + jac
+    if fam.name == "student":
+        return stats.t.logpdf(y, aux["nu"], eta, aux["sigma"])
+    if fam.name in ("bernoulli", "binomial"):
+        if fam.link == "logit":
+            lp, lq = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+        else:
+            lp, lq = log_ndtr(eta), log_ndtr(-eta)
+        if fam.name == "bernoulli":
+            return np.where(y > 0, lp, lq)
+        t = design.trials
+        lchoose = gammaln(t + 1) - gammaln(y + 1) - gammaln(t - y + 1)
+        return lchoose + y * lp + (t - y) * lq
+    if fam.name == "poisson":
+        return y * eta - np.exp(eta) - gammaln(y + 1)
+    return stats.nbinom.logpmf(y, aux["shape"], aux["shape"] / (aux["shape"] + np.exp(eta)))
 
 
 def _ensure(fit):

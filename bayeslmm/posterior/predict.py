@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
-from bayeslmm.model.design import NAMESPACE, ReBlock, factor_labels, formula_variables
+from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
 from bayeslmm.model.formula import FormulaSpec, parse_formula
 
 from .recover import stack_draws
@@ -256,9 +257,11 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
         (brms ``sample_new_levels = "gaussian"``).
     kind : {"mean", "response", "link"}
         ``"mean"``: expected response (``exp(eta + sigma^2/2)`` for
-        lognormal, as brms ``posterior_epred``); ``"response"``: new
+        lognormal, the inverse link of eta for GLMM families, times the
+        trials for binomial; brms ``posterior_epred``); ``"response"``: new
         observations, on the response's original scale; ``"link"``: the
-        linear predictor eta on the model (Gaussian) scale.
+        linear predictor eta (offsets included) on the link (for
+        gaussian/lognormal the model) scale.
     sample_new_levels : {"gaussian"}
     random_seed : int or numpy.random.Generator, optional
         Seeds new-level effects and response noise; the same seed gives the
@@ -276,16 +279,80 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     if sample_new_levels != "gaussian":
         raise ValueError(f"sample_new_levels={sample_new_levels!r} is not supported; only 'gaussian' is.")
     rng = np.random.default_rng(random_seed)
-    rows = prediction_rows(fit.design, newdata, re_formula, allow_new_levels)
-    eta = linear_predictor(fit.posterior, rows, rng=rng)
+    design = fit.design
+    rows = prediction_rows(design, newdata, re_formula, allow_new_levels)
+    offset, trials = row_offset_trials(design, newdata, need_trials=kind != "link")
+    eta = linear_predictor(fit.posterior, rows, rng=rng) + offset
     if kind == "link":
         return eta
-    sigma = stack_draws(fit.posterior["sigma"])[:, None]
-    log_scale = fit.design.family.log_scale
+    aux = {a: stack_draws(fit.posterior[a])[:, None] for a in design.family.aux}
     if kind == "mean":
-        return np.exp(eta + sigma ** 2 / 2) if log_scale else eta
-    y = eta + sigma * rng.standard_normal(eta.shape)
-    return np.exp(y) if log_scale else y
+        return response_mean(design.family, eta, aux, trials)
+    return response_draws(design.family, eta, aux, trials, rng)
+
+
+def row_offset_trials(design, newdata, need_trials=True):
+    """Offsets (link scale) and binomial trials of the training rows (``newdata`` None) or of ``newdata``.
+
+    Raises ``ValueError`` when newdata lacks a column of the formula's
+    ``offset()`` terms, or (binomial) of its ``trials()``.
+    """
+    if newdata is None:
+        return (design.offset if design.offset is not None else 0.0), design.trials
+    newdata = newdata.reset_index(drop=True)
+    spec = design.spec
+    needed = list(spec.offsets) + ([spec.trials] if need_trials and spec.trials is not None else [])
+    probe = FormulaSpec(spec.formula, "1", " + ".join(needed) or "1", ())
+    missing = [c for c in formula_variables(probe) if c not in newdata.columns]
+    if missing:
+        what = "offset" if any(m in formula_variables(FormulaSpec("", "1", " + ".join(spec.offsets) or "1", ()))
+                               for m in missing) else "number of trials"
+        raise ValueError(f"newdata lacks column(s) {missing} of the {what} in {spec.formula!r}; "
+                         "predictions need them.")
+    offset = offset_of(spec, newdata)
+    trials = (evaluate_expression(spec.trials, newdata, "number of trials")
+              if need_trials and spec.trials is not None else None)
+    return offset, trials
+
+
+def _inverse_link(fam, eta):
+    if fam.link == "logit":
+        return 1.0 / (1.0 + np.exp(-eta))
+    if fam.link == "probit":
+        return ndtr(eta)
+    if fam.link == "log":
+        return np.exp(eta)
+    return eta
+
+
+def response_mean(fam, eta, aux, trials=None):
+    """E[y | eta, aux] per draw and row (brms ``posterior_epred``)."""
+    if fam.log_scale:
+        return np.exp(eta + aux["sigma"] ** 2 / 2)
+    mu = _inverse_link(fam, eta)
+    if fam.trials:
+        mu = mu * trials
+    return mu
+
+
+def response_draws(fam, eta, aux, trials, rng):
+    """New responses per draw and row, on the scale of the formula's left-hand side."""
+    name = fam.name
+    if name in ("gaussian", "lognormal"):
+        y = eta + aux["sigma"] * rng.standard_normal(eta.shape)
+        return np.exp(y) if fam.log_scale else y
+    if name == "student":
+        return eta + aux["sigma"] * rng.standard_t(np.broadcast_to(aux["nu"], eta.shape))
+    mu = _inverse_link(fam, eta)
+    if name == "bernoulli":
+        return (rng.random(eta.shape) < mu).astype(float)
+    if name == "binomial":
+        return rng.binomial(np.broadcast_to(trials.astype(np.int64), eta.shape), mu).astype(float)
+    if name == "poisson":
+        return rng.poisson(mu).astype(float)
+    # negbinomial, brms/PyMC parametrization: variance mu + mu^2 / shape
+    shape = np.broadcast_to(aux["shape"], eta.shape)
+    return rng.poisson(rng.gamma(shape, mu / shape)).astype(float)
 
 
 def posterior_predictive(fit, random_seed=None):

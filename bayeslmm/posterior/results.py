@@ -202,7 +202,8 @@ class LMMFit:
         ``cor(Intercept,c_int)``, and ("Residual", "sigma").
         """
         draws = self._group_draws()
-        draws[("Residual", "sigma")] = self._sel("sigma")
+        if "sigma" in self.design.family.aux:
+            draws[("Residual", "sigma")] = self._sel("sigma")
         if not summary:
             return draws
         df = draw_table({k: v for k, v in draws.items()}, prob, diagnostics=False)
@@ -232,7 +233,10 @@ class LMMFit:
         if d.fixed_names:
             tables["Population-Level Effects"] = draw_table(
                 {n: self._sel("fixef", fixef_term=n) for n in d.fixed_names}, prob)
-        tables["Family Specific Parameters"] = draw_table({"sigma": self._sel("sigma")}, prob)
+        if d.family.aux:
+            tables["Family Specific Parameters"] = draw_table({a: self._sel(a) for a in d.family.aux}, prob)
+        if d.family.link != "identity":
+            header[0] += f"\n  Links: mu = {d.family.link}"
         n_div = self.n_divergences
         if n_div:
             notes.append(f"Warning: there were {n_div} divergent transitions after warmup.")
@@ -265,7 +269,7 @@ class LMMFit:
 
     def max_rhat(self) -> float:
         """Largest Rhat over fixed effects, SDs, correlations and sigma."""
-        draws = [v for v in self._group_draws().values()] + [self._sel("sigma")]
+        draws = [v for v in self._group_draws().values()] + [self._sel(a) for a in self.design.family.aux]
         if self.design.fixed_names:
             draws += [self._sel("fixef", fixef_term=n) for n in self.design.fixed_names]
         if self.posterior.sizes["chain"] < 2:

@@ -54,6 +54,9 @@ def _design_dataset(fit):
     obs = np.arange(d.n)
     data = {"y": ("obs", np.asarray(d.y, float)), "y_original": ("obs", np.asarray(d.y_original, float)),
             "X": (("obs", "fixef_col"), np.asarray(d.X, float))}
+    for name in ("offset", "weights", "trials"):
+        if getattr(d, name) is not None:
+            data[name] = ("obs", np.asarray(getattr(d, name), float))
     blocks = []
     for k, b in enumerate(d.blocks):
         data[f"block{k}_group_index"] = ("obs", b.group_index.astype(np.int64))
@@ -64,6 +67,7 @@ def _design_dataset(fit):
         "format_version": FORMAT_VERSION,
         "formula": d.spec.formula,
         "family": d.family.name,
+        "link": d.family.link,
         "fixed_names": list(d.fixed_names),
         "n_dropped": int(d.n_dropped),
         "blocks": blocks,
@@ -167,8 +171,9 @@ def _design(ds, fixed_ds):
             warnings.warn("The fixed-effects matrix rebuilt from the saved data differs from the saved one "
                           "(another formulae version?); predictions on newdata may be off.", UserWarning,
                           stacklevel=3)
-    design = Design(fspec, get_family(spec["family"]), ds["y"].values, ds["y_original"].values, X,
-                    tuple(spec["fixed_names"]), blocks, spec["n_dropped"], fixed_matrix)
+    extra = {k: (ds[k].values if k in ds else None) for k in ("offset", "weights", "trials")}
+    design = Design(fspec, get_family(spec["family"], spec.get("link")), ds["y"].values, ds["y_original"].values,
+                    X, tuple(spec["fixed_names"]), blocks, spec["n_dropped"], fixed_matrix, **extra)
     return design, spec
 
 

@@ -30,6 +30,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.slinalg import block_diag
 
+from bayeslmm.model.dask_design import check_dask_plan
 from bayeslmm.model.design import nested_in
 from bayeslmm.model.priors import whole_of
 from bayeslmm.ops import MarginalData, marginal_loglik
@@ -86,22 +87,25 @@ def _fixed_effects(design, priors):
     names = list(design.fixed_names)
     slope_idx = [i for i, c in enumerate(names) if c != "Intercept"]
     b_priors = {p.coef: p for p in priors if p.cls == "b"}
-    mu = pt.zeros(design.n)
+    # A design summarised by sufficient statistics (a Dask frame) has no rows: no mean per row.
+    mu = pt.zeros(design.n) if X is not None else None
+    x_mean = design.moments().x_mean
     coefs = [None] * len(names)
     if slope_idx:
         pri = [b_priors[names[i]] for i in slope_idx]
         b = _vector_rv("b", pri, "b_term")
-        Xs = X[:, slope_idx]
-        if design.has_intercept:
-            Xs = Xs - Xs.mean(axis=0)  # brms centring: decorrelates intercept and slopes
-        mu = mu + pt.dot(Xs, b)
+        if X is not None:
+            Xs = X[:, slope_idx]
+            if design.has_intercept:
+                Xs = Xs - x_mean[slope_idx]  # brms centring: decorrelates intercept and slopes
+            mu = mu + pt.dot(Xs, b)
         for j, i in enumerate(slope_idx):
             coefs[i] = b[j]
     if design.has_intercept:
         p = next(p for p in priors if p.cls == "Intercept")
         ic = _dist(p.dist, p.args, name="Intercept_centered")
-        mu = mu + ic
-        shift = pt.dot(X[:, slope_idx].mean(axis=0), b) if slope_idx else 0.0
+        mu = mu + ic if mu is not None else None
+        shift = pt.dot(x_mean[slope_idx], b) if slope_idx else 0.0
         coefs[names.index("Intercept")] = ic - shift
     beta = pm.Deterministic("fixef", pt.stack(coefs), dims="fixef_term") if names else pt.zeros(0)
     return mu, beta
@@ -159,6 +163,9 @@ def _scale_factor(blk, priors, signed=False):
 
 def marginal_data(design, plan) -> MarginalData:
     """Precompute (once, before sampling) what the marginal likelihood needs."""
+    if design.X is None:  # summarised by sufficient statistics (a Dask frame): plan "all" only
+        check_dask_plan(plan)
+        return design.md
     factors = [b for b in design.blocks if b.name in plan.marginalized]
     return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
 
@@ -236,6 +243,61 @@ def _sampled_effects(blk, L, w, centre=None):
     return pm.Deterministic(f"r_{blk.name}", (z - centre) * (sd / scale), dims=dims)
 
 
+def _observation_dist(design, eta, aux):
+    """The family's distribution of y given the linear predictor ``eta`` (unnamed ``.dist``)."""
+    fam = design.family
+    name = fam.name
+    if name == "gaussian":
+        return pm.Normal.dist(eta, aux["sigma"]), design.y
+    if name == "lognormal":
+        return pm.LogNormal.dist(eta, aux["sigma"]), design.y_original
+    if name == "student":
+        return pm.StudentT.dist(nu=aux["nu"], mu=eta, sigma=aux["sigma"]), design.y_original
+    if name in ("bernoulli", "binomial"):
+        n = design.trials if name == "binomial" else None
+        if fam.link == "logit":
+            d = pm.Binomial.dist(n, logit_p=eta) if n is not None else pm.Bernoulli.dist(logit_p=eta)
+        else:
+            p = 0.5 * pt.erfc(-eta / np.sqrt(2.0))
+            d = pm.Binomial.dist(n, p=p) if n is not None else pm.Bernoulli.dist(p=p)
+        return d, design.y_original.astype(np.int64)
+    if name == "poisson":
+        return pm.Poisson.dist(pt.exp(eta)), design.y_original.astype(np.int64)
+    if name == "negbinomial":
+        return pm.NegativeBinomial.dist(mu=pt.exp(eta), alpha=aux["shape"]), design.y_original.astype(np.int64)
+    raise ValueError(f"No likelihood for family {name!r}.")
+
+
+def _likelihood(design, eta, aux):
+    """Register the likelihood of every row with every effect sampled.
+
+    Offsets: for Gaussian families they are already subtracted from ``design.y``;
+    for the others they enter ``eta``. Weights: lme4's precision weights
+    (residual SD sigma / sqrt(w_i)) for gaussian and lognormal, brms's
+    log-likelihood weights (each term times w_i) for the other families.
+    """
+    fam = design.family
+    if not fam.gaussian:
+        eta = eta + design.offset
+    w = design.weights
+    if w is not None and fam.gaussian:
+        sd = aux["sigma"] / np.sqrt(np.maximum(w, 1e-300))
+        keep = w > 0  # a zero precision weight removes the row (infinite variance)
+        eta_k = eta[np.flatnonzero(keep)] if not keep.all() else eta
+        sd_k = sd[keep] if not keep.all() else sd
+        if fam.log_scale:
+            pm.LogNormal("y", eta_k, sd_k, observed=design.y_original[keep])
+        else:
+            pm.Normal("y", eta_k, sd_k, observed=design.y[keep])
+        return
+    dist, observed = _observation_dist(design, eta, aux)
+    if w is None:
+        # The observed variable itself, so PyMC's predictive tools see it.
+        pm.modelcontext(None).register_rv(dist, "y", observed=observed)
+    else:
+        pm.Potential("y_weighted", (w * pm.logp(dist, observed)).sum())
+
+
 def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds=True) -> pm.Model:
     """Assemble the PyMC model for ``design`` with resolved ``priors`` under ``plan``.
 
@@ -282,18 +344,15 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
             if blk.name in parent_names:
                 locs[blk.name] = r if centre is None else r + centre
             offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
-        p = next(p for p in priors if p.cls == "sigma")
-        sigma = _dist(p.dist, p.args, name="sigma")
-
+        aux = {a: _dist(p.dist, p.args, name=a) for a in design.family.aux
+               for p in priors if p.cls == a}
         if not plan.marginalized:
-            if design.family.log_scale:
-                pm.LogNormal("y", mu + offset, sigma, observed=design.y_original)
-            else:
-                pm.Normal("y", mu + offset, sigma, observed=design.y)
+            _likelihood(design, mu + offset, aux)
         else:
+            sigma = aux["sigma"]
             md = md if md is not None else marginal_data(design, plan)
             Lm = [Ls[n] for n in md.names]
             # mu holds the centred intercept; the Op wants X's own columns, so it gets beta.
             ll = marginal_loglik(md, beta, sigma, Lm, None if plan.sufficient else offset)
-            pm.Potential("y_marginal", ll + design.family.log_jacobian(design.y_original))
+            pm.Potential("y_marginal", ll + design.log_jacobian)
     return model

@@ -10,6 +10,8 @@
 - :mod:`~bayeslmm.sampling.compat`: the only private names of another
   library the package uses (NumPyro's tree pieces, for Stan's U-turn
   checks), with the versions they were checked on;
+- :mod:`~bayeslmm.sampling.cache`: the persistent JAX compilation cache,
+  on for the duration of a fit;
 - :mod:`~bayeslmm.sampling.xla`: XLA compile options;
   :mod:`~bayeslmm.sampling.heap`: freed memory handed back to the system.
 
@@ -17,6 +19,8 @@ May import PyMC, PyTensor, JAX, NumPyro (and blackjax, nutpie when asked
 for); nothing of the posterior analysis.
 """
 
+from .cache import CACHE_ENV, compilation_cache, default_cache_dir, resolve_cache_dir
 from .driver import SAMPLERS, JaxModel, drop_internal, jax_model, sample
 
-__all__ = ["SAMPLERS", "JaxModel", "drop_internal", "jax_model", "sample"]
+__all__ = ["CACHE_ENV", "SAMPLERS", "JaxModel", "compilation_cache", "default_cache_dir", "drop_internal",
+           "jax_model", "resolve_cache_dir", "sample"]

@@ -57,8 +57,8 @@ def test_malformed_formula(toy):
 
 
 def test_unknown_family(toy):
-    with pytest.raises(ValueError, match="Unknown family 'poisson'; supported families are: gaussian, lognormal"):
-        BayesLMM("y ~ cond + (1 | subj)", toy, family="poisson")
+    with pytest.raises(ValueError, match="Unknown family 'weibull'; supported families are: gaussian, lognormal"):
+        BayesLMM("y ~ cond + (1 | subj)", toy, family="weibull")
 
 
 def test_rank_deficient(toy):

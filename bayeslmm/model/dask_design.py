@@ -1,0 +1,312 @@
+"""Sufficient statistics of a Dask DataFrame, partition by partition.
+
+When every grouping factor is marginalized (plan "all"), the Gaussian
+log-density and the recovery of the effects read the data only through
+cross-products (:class:`~bayeslmm.ops.data.MarginalData`, sufficient mode):
+``X^T X``, ``X^T e``, ``e^T e``, ``Z_k^T e``, ``Z_k^T X``, the per-level blocks
+``S_k`` and the cross blocks ``Z_k^T Z_l``, where ``e = y - X beta_hat`` is the
+residual of the least-squares fit, plus ``sum(y)`` for the lognormal
+Jacobian. This module computes them with Dask, never collecting rows on the
+driver:
+
+1. pass 1, per partition: the distinct level keys of each factor, the
+   column names of each term, ``X^T X``, ``X^T y`` and ``n``; summed, then the
+   levels sorted like R's ``factor()`` (as :func:`bayeslmm.model.design.build_design`).
+2. pass 2, per partition, with the global levels and ``beta_hat``: the
+   residual cross-products above, summed by a tree reduction.
+
+Both passes are ``dask.delayed`` graphs over ``ddf.to_delayed()`` computed
+with ``dask.compute``, so they run on whatever scheduler is active (threads,
+processes, a ``dask.distributed`` Client). Dask is imported only when a Dask
+frame is passed; the rest of the package does not need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import formulae as fm
+import numpy as np
+import pandas as pd
+
+from bayeslmm.model.checks import check_levels
+from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, _sort_key, common_matrix, factor_labels, formula_variables
+from bayeslmm.model.families import get_family
+from bayeslmm.model.formula import FormulaSpec, parse_formula
+from bayeslmm.ops.data import MarginalData, _cross, _s1, _zt
+
+__all__ = ["DaskDesign", "dask_design", "is_dask_frame", "check_dask_plan"]
+
+
+def is_dask_frame(data) -> bool:
+    """True for a ``dask.dataframe.DataFrame``, without importing Dask when it is not loaded."""
+    import sys
+    if "dask.dataframe" not in sys.modules:
+        return False
+    import dask.dataframe as dd
+    return isinstance(data, dd.DataFrame)
+
+
+def check_dask_plan(plan) -> None:
+    """A Dask frame supports only plans that marginalize every factor (no rows per gradient)."""
+    if not plan.sufficient:
+        raise ValueError(
+            f"A Dask DataFrame needs marginalize='all' (every factor integrated out, so the likelihood "
+            f"uses sufficient statistics); the plan {plan.describe()!r} reads the rows at every gradient."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """A ReBlock-shaped view of one partition's rows of a factor (no level-count check)."""
+
+    name: str
+    group_index: np.ndarray
+    values: np.ndarray
+    n_levels: int
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.n_levels * self.dim
+
+
+@dataclass(frozen=True, eq=False)
+class DaskDesign:
+    """A :class:`~bayeslmm.model.design.Design` summarised by sufficient statistics: no rows.
+
+    Has the attributes the model, priors and recovery read (``spec``,
+    ``family``, ``fixed_names``, ``blocks``, ``n``, ``moments()``,
+    ``log_jacobian``); ``y``, ``y_original`` and ``X`` are None. The blocks
+    carry levels and effect names but zero rows. ``md`` is the sufficient-mode
+    :class:`~bayeslmm.ops.data.MarginalData` of the plan "all"; ``data`` the
+    Dask frame it came from (for lazy predictions).
+    """
+
+    spec: FormulaSpec
+    family: object
+    fixed_names: tuple
+    blocks: tuple
+    n: int
+    md: MarginalData
+    moments_: Moments
+    log_jacobian: float
+    data: object
+    y = None
+    y_original = None
+    X = None
+    n_dropped = 0
+    fixed_matrix = None
+
+    @property
+    def has_intercept(self) -> bool:
+        return "Intercept" in self.fixed_names
+
+    def moments(self) -> Moments:
+        return self.moments_
+
+    def block(self, name: str):
+        for b in self.blocks:
+            if b.name == name:
+                return b
+        raise KeyError(f"No grouping factor {name!r}; factors are {[b.name for b in self.blocks]}.")
+
+
+def _factors(spec: FormulaSpec) -> dict:
+    by: dict[str, list] = {}
+    for t in spec.random:
+        by.setdefault(t.factor_name, []).append(t)
+    return by
+
+
+def _response(spec, fam, part: pd.DataFrame) -> np.ndarray:
+    resp = fm.design_matrices(f"{spec.response} ~ 1", part, na_action="error", extra_namespace=NAMESPACE)
+    return fam.to_model_scale(np.asarray(resp.response.design_matrix, dtype=float).ravel())
+
+
+def _term_values(spec, part: pd.DataFrame) -> dict:
+    """Effect columns and names of each factor on one partition."""
+    out = {}
+    for name, terms in _factors(spec).items():
+        cols, names = [], []
+        for t in terms:
+            if t.expr.strip() == "1":
+                vals, nm = np.ones((len(part), 1)), ("Intercept",)
+            else:
+                vals, nm, _ = common_matrix(t.expr, part)
+            cols.append(vals)
+            names.append(tuple(nm))
+        out[name] = (np.column_stack(cols), tuple(names))
+    return out
+
+
+def _pass1(part: pd.DataFrame, spec, fam) -> dict:
+    part = part.reset_index(drop=True)
+    y = _response(spec, fam, part)
+    X, fixed_names, _ = common_matrix(spec.fixed, part)
+    keys, terms = {}, {}
+    for name, tl in _factors(spec).items():
+        factor = tl[0].factor
+        k = pd.DataFrame({c: _sort_key(part[c]) for c in factor})
+        k["__label"] = factor_labels(part, factor)
+        keys[name] = k.drop_duplicates()
+    for name, (_, nm) in _term_values(spec, part).items():
+        terms[name] = nm
+    return dict(n=len(part), XtX=X.T @ X, Xty=X.T @ y, sum_y=float(y.sum()), sum_X=X.sum(axis=0),
+                sum_z={k: v.sum(axis=0) for k, (v, _) in _term_values(spec, part).items()},
+                fixed_names=fixed_names, keys=keys, terms=terms)
+
+
+def _merge1(a: dict, b: dict) -> dict:
+    if a["fixed_names"] != b["fixed_names"] or a["terms"] != b["terms"]:
+        raise ValueError(
+            "The design columns differ between partitions (a categorical predictor whose levels are not all "
+            f"present in every partition?): {a['fixed_names']}, {a['terms']} vs {b['fixed_names']}, {b['terms']}. "
+            "Give such columns a pandas Categorical dtype with the same categories in every partition.")
+    return dict(n=a["n"] + b["n"], XtX=a["XtX"] + b["XtX"], Xty=a["Xty"] + b["Xty"],
+                sum_y=a["sum_y"] + b["sum_y"], sum_X=a["sum_X"] + b["sum_X"],
+                sum_z={k: a["sum_z"][k] + b["sum_z"][k] for k in a["sum_z"]}, fixed_names=a["fixed_names"], terms=a["terms"],
+                keys={k: pd.concat([a["keys"][k], b["keys"][k]]).drop_duplicates() for k in a["keys"]})
+
+
+def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: np.ndarray, means) -> dict:
+    """Residual cross-products of one partition, factors in ``names`` order."""
+    part = part.reset_index(drop=True)
+    y = _response(spec, fam, part)
+    X, _, _ = common_matrix(spec.fixed, part)
+    e = y - X @ beta_hat
+    tv = _term_values(spec, part)
+    fac = _factors(spec)
+    blocks = []
+    for name in names:
+        gidx = pd.Index(levels[name]).get_indexer(factor_labels(part, fac[name][0].factor)).astype(np.int64)
+        if (gidx < 0).any():
+            raise ValueError(f"Partition has levels of {name!r} not seen in the first pass (data changed?).")
+        blocks.append(_Block(name, gidx, tv[name][0], len(levels[name])))
+    y_mean, x_mean, z_mean = means
+    return dict(
+        ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),
+        ss_z={k: ((tv[k][0] - z_mean[k]) ** 2).sum(axis=0) for k in names},
+        ete=float(e @ e), Xte=X.T @ e,
+        S={b.name: _s1(b) for b in blocks},
+        Zte={b.name: _zt(b, e[:, None])[:, 0] for b in blocks},
+        ZtX={b.name: _zt(b, X) for b in blocks},
+        cross={(a.name, b.name): _cross(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]},
+    )
+
+
+def _merge2(a: dict, b: dict) -> dict:
+    return {k: (a[k] + b[k]) if not isinstance(a[k], dict) else {j: a[k][j] + b[k][j] for j in a[k]}
+            for k in a}
+
+
+def _tree(items, merge):
+    import dask
+    items = list(items)
+    while len(items) > 1:
+        items = [dask.delayed(merge)(items[i], items[i + 1]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, n) -> MarginalData:
+    """The sufficient-mode MarginalData that ``MarginalData.build`` would give on the collected rows."""
+    sizes = {k: len(levels[k]) * len(terms[k]) for k in names}
+    order = tuple(sorted(range(len(names)), key=lambda k: -sizes[names[k]]))
+    fs = [names[k] for k in order]
+    f1, dense = fs[0], fs[1:]
+    offsets = np.cumsum([0] + [sizes[k] for k in dense])
+    dims = {k: len(terms[k]) for k in names}
+    M = {k: len(levels[k]) for k in names}
+
+    def cross(a, b):
+        return p2["cross"][(a, b)] if (a, b) in p2["cross"] else p2["cross"][(b, a)].T
+
+    fields = dict(mode="sufficient", names=names, order=order, levels=tuple(M[k] for k in fs),
+                  dims=tuple(dims[k] for k in fs), n_obs=int(n), n_fixed=XtX.shape[0],
+                  S1=p2["S"][f1], S2=tuple(p2["S"][k] for k in dense))
+    if dense:
+        rows, cols = [], []
+        for k, o in zip(dense, offsets):
+            a, b, j = np.meshgrid(np.arange(dims[k]), np.arange(dims[k]), np.arange(M[k]), indexing="ij")
+            rows.append((o + a * M[k] + j).ravel())
+            cols.append((o + b * M[k] + j).ravel())
+        fields["diag_rows"], fields["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
+        if len(dense) > 1:
+            d2 = int(offsets[-1])
+            g22 = np.zeros((d2, d2))
+            for i, ka in enumerate(dense):
+                for j, kb in enumerate(dense[i + 1:], start=i + 1):
+                    blk = cross(ka, kb)
+                    g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
+                    g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
+            fields["G22x"] = g22
+        fields["G21"] = tuple(cross(kb, f1).reshape(dims[kb], M[kb], dims[f1], M[f1]) for kb in dense)
+    fields.update(beta_hat=beta_hat, ete=p2["ete"], Xte=p2["Xte"], XtX=XtX,
+                  Zte=np.concatenate([p2["Zte"][k] for k in fs]),
+                  ZtX=np.concatenate([p2["ZtX"][k] for k in fs]))
+    return MarginalData(**fields)
+
+
+def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
+    """Levels, moments and sufficient statistics of ``ddf`` for the plan that marginalizes every factor.
+
+    Two passes over the partitions on the active Dask scheduler; the driver
+    holds only per-partition statistics, O(p^2 + sum_k M_k d_k (p + d_k) +
+    D2 M1 d1) numbers each, never rows. Cost O(N (p^2 + (sum_k d_k)^2)) work,
+    spread over the workers. Rows with NaN are an error, as with
+    ``na_action="error"``.
+    """
+    import dask
+
+    spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
+    fam = get_family(family)
+    if fam.name not in ("gaussian", "lognormal"):
+        raise ValueError(f"family={fam.name!r} on a Dask DataFrame: only 'gaussian' and 'lognormal' are fitted "
+                         "from sufficient statistics (their effects integrate out exactly); use a pandas "
+                         "DataFrame for other families.")
+    extras = [e for e in (list(spec.offsets) + [spec.trials, spec.weights]) if e]
+    if extras:
+        raise ValueError(f"offset(), trials() and weights() are not supported on a Dask DataFrame; the formula "
+                         f"{spec.formula!r} uses {extras}.")
+    if not spec.random:
+        raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
+    missing = [v for v in formula_variables(spec) if v not in ddf.columns]
+    if missing:
+        raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
+    parts = ddf.to_delayed()
+    p1 = dask.compute(_tree([dask.delayed(_pass1)(p, spec, fam) for p in parts], _merge1))[0]
+
+    levels = {}
+    for name, tl in _factors(spec).items():
+        keys = p1["keys"][name].sort_values(list(tl[0].factor), kind="stable")
+        levels[name] = tuple(keys["__label"].drop_duplicates())
+        check_levels(name, len(levels[name]))
+    term_groups = p1["terms"]  # factor -> per-term effect names
+    terms = {k: tuple(n for t in v for n in t) for k, v in term_groups.items()}
+    names = tuple(sorted(levels, key=lambda k: -len(levels[k]) * len(terms[k])))
+    XtX = p1["XtX"]
+    beta_hat = np.linalg.lstsq(XtX, p1["Xty"], rcond=None)[0]
+    n = int(p1["n"])
+    means = (p1["sum_y"] / n, p1["sum_X"] / n, {k: v / n for k, v in p1["sum_z"].items()})
+
+    p2 = dask.compute(_tree([dask.delayed(_pass2)(p, spec, fam, levels, names, beta_hat, means) for p in parts],
+                            _merge2))[0]
+    md = _assemble(p2, names, levels, terms, XtX, beta_hat, n)
+    moments = Moments(float(means[0]), float(np.sqrt(p2["ss_y"] / n)), means[1], np.sqrt(p2["ss_X"] / n),
+                      {k: np.sqrt(p2["ss_z"][k] / n) for k in names})
+    fac = _factors(spec)
+    blocks = []
+    for k in names:
+        groups, start = [], 0
+        for t, nm in zip(fac[k], term_groups[k]):
+            idx = tuple(range(start, start + len(nm)))
+            groups.extend([idx] if t.correlated else [(i,) for i in idx])
+            start += len(nm)
+        blocks.append(ReBlock(k, np.zeros(0, np.int64), np.zeros((0, len(terms[k]))), levels[k], terms[k],
+                              tuple(groups)))
+    jac = -p1["sum_y"] if fam.log_scale else 0.0
+    return DaskDesign(spec, fam, p1["fixed_names"], tuple(blocks), n, md, moments, jac, ddf)

@@ -1,0 +1,98 @@
+"""Sufficient statistics from a Dask frame against the pandas design."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+dd = pytest.importorskip("dask.dataframe")
+
+from bayeslmm import BayesLMM  # noqa: E402
+from bayeslmm.model import build_design, resolve_plan  # noqa: E402
+from bayeslmm.model.dask_design import check_dask_plan, dask_design, is_dask_frame  # noqa: E402
+from bayeslmm.pymc_model import marginal_data  # noqa: E402
+
+
+def _data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    subj = rng.integers(0, 17, n)
+    item = rng.integers(0, 9, n)
+    x = rng.normal(size=n)
+    y = 5000 + 2 * x + rng.normal(size=17)[subj] + rng.normal(size=9)[item] + rng.normal(size=n)
+    return pd.DataFrame({"y": np.exp(y / 1000), "x": x, "subj": [f"s{s}" for s in subj], "item": item,
+                         "w": rng.normal(size=n)})
+
+
+FIELDS = ["S1", "G22x", "XtX", "Xte", "Zte", "ZtX", "beta_hat", "diag_rows", "diag_cols"]
+
+
+@pytest.mark.parametrize("formula,family", [
+    ("y ~ x + w + (x | subj) + (1 | item)", "gaussian"),
+    ("y ~ x + (1 | subj) + (1 | item) + (0 + w | subj:item)", "gaussian"),
+    ("y ~ x + (x || subj)", "lognormal"),
+])
+def test_statistics_match_pandas(formula, family):
+    df = _data()
+    design = build_design(formula, df, family=family)
+    md = marginal_data(design, resolve_plan(design, "all"))
+    st = dask_design(formula, dd.from_pandas(df, npartitions=5), family=family)
+    got = st.md
+    assert got.names == md.names and got.order == md.order
+    assert got.levels == md.levels and got.dims == md.dims and got.n_obs == md.n_obs
+    assert [b.name for b in st.blocks] == [b.name for b in design.blocks]
+    for b in design.blocks:
+        assert st.block(b.name).levels == b.levels and st.block(b.name).terms == b.terms
+    assert st.fixed_names == design.fixed_names
+    for f in FIELDS:
+        a, b = getattr(got, f), getattr(md, f)
+        if b is None:
+            assert a is None, f
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * max(1.0, np.abs(b).max()), err_msg=f)
+    np.testing.assert_allclose(got.ete, md.ete, rtol=1e-10)
+    for a, b in zip(got.S2, md.S2):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(got.G21, md.G21):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.log_jacobian, design.log_jacobian, rtol=1e-12)
+    for b in design.blocks:
+        assert st.block(b.name).corr_groups == b.corr_groups
+    m, ref = st.moments(), design.moments()
+    np.testing.assert_allclose([m.y_mean, m.y_sd], [ref.y_mean, ref.y_sd], rtol=1e-10)
+    np.testing.assert_allclose(m.x_mean, ref.x_mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(m.x_sd, ref.x_sd, rtol=1e-10, atol=1e-12)
+    for b in design.blocks:
+        np.testing.assert_allclose(m.z_sd[b.name], ref.z_sd[b.name], rtol=1e-10, atol=1e-12)
+
+
+def test_is_dask_frame():
+    df = _data(50)
+    assert is_dask_frame(dd.from_pandas(df, npartitions=2))
+    assert not is_dask_frame(df)
+
+
+def test_wrong_plan_names_all():
+    df = _data(200)
+    design = build_design("y ~ x + (1 | subj) + (1 | item)", df)
+    with pytest.raises(ValueError, match="marginalize='all'"):
+        check_dask_plan(resolve_plan(design, "subj"))
+    check_dask_plan(resolve_plan(design, "all"))
+    model = BayesLMM("y ~ x + (1 | subj) + (1 | item)", dd.from_pandas(df, npartitions=2))
+    for plan in ("none", "subj", ["item"]):
+        with pytest.raises(ValueError, match="marginalize='all'"):
+            model.fit(draws=10, tune=10, chains=1, marginalize=plan)
+    assert model.plan().sufficient  # "auto" means "all" on a Dask frame
+
+
+def test_priors_match_pandas():
+    df = _data(300)
+    f = "y ~ x + w + (x | subj) + (1 | item)"
+    a = BayesLMM(f, df).get_priors()
+    b = BayesLMM(f, dd.from_pandas(df, npartitions=3)).get_priors()
+    assert a[["prior", "class", "coef", "group", "source"]].astype(str).equals(
+        b[["prior", "class", "coef", "group", "source"]].astype(str))
+
+
+def test_single_level_factor_is_an_error():
+    df = _data(100).assign(g="a")
+    with pytest.raises(ValueError, match="'g' has 1 level"):
+        dask_design("y ~ x + (1 | g)", dd.from_pandas(df, npartitions=3))
