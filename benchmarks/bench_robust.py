@@ -16,7 +16,8 @@ import argparse
 import time
 import warnings
 
-from _common import datasets, posterior_metrics, print_table, write_json
+from _common import posterior_metrics, print_table, write_json
+from registry import datasets
 
 from bayeslmm import BayesLMM
 from bayeslmm.simulate import simulate_crossed, simulate_nested
