@@ -20,6 +20,7 @@ from _common import posterior_metrics, print_table, write_json
 from registry import datasets
 
 from bayeslmm import BayesLMM
+from bayeslmm.datasets import DATASETS, dataset_info, load_dataset
 from bayeslmm.simulate import simulate_crossed, simulate_nested
 
 SETS = ["Pastes", "nested_10x3x2", "nested_40x5x3", "crossed_30x20", "dillonE1"]
@@ -32,6 +33,8 @@ def data(name):
         return simulate_nested(40, 5, 3, seed=12)[0], "y ~ 1 + (1 | outer/inner)"
     if name == "crossed_30x20":
         return simulate_crossed(30, 20, seed=13)[0], "y ~ cond + (cond | subj) + (cond | item)"
+    if name in DATASETS:
+        return load_dataset(name), dataset_info(name).formula
     return datasets([name])[name]
 
 
