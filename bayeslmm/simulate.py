@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_crossed", "simulate_insteval_shaped"]
+__all__ = ["simulate_crossed", "simulate_insteval_shaped", "simulate_nested"]
 
 
 def _corr_chol(sd, rho):
@@ -60,4 +60,26 @@ def simulate_insteval_shaped(n_rows=73_421, n_students=2_972, n_lecturers=1_128,
     y = beta + u[0][s] + u[1][d] + u[2][dept] + rng.normal(0, sigma, n_rows)
     df = pd.DataFrame({"y": y, "s": s, "d": d, "dept": dept})
     truth = {"fixef": {"Intercept": beta}, "sd": sd, "sigma": sigma}
+    return df, truth
+
+
+def simulate_nested(n_outer=10, n_inner=3, reps=2, beta=60.0, sd_outer=1.3, sd_inner=2.9, sigma=0.8, seed=0):
+    """Two-level nested data shaped like lme4's Pastes: ``y ~ 1 + (1 | outer/inner)``.
+
+    ``n_inner`` levels of ``inner`` within each of ``n_outer`` levels of
+    ``outer``, ``reps`` rows each; the defaults are Pastes' shape (10 batches
+    x 3 casks x 2 samples) and lme4's estimates on it. Inner labels repeat
+    across outer levels ("a", "b", ...), as in Pastes, so only
+    ``outer/inner`` (not ``(1 | inner)``) names the nested factor.
+    Returns (DataFrame, truth dict).
+    """
+    rng = np.random.default_rng(seed)
+    outer = np.repeat(np.arange(n_outer), n_inner * reps)
+    inner = np.tile(np.repeat(np.arange(n_inner), reps), n_outer)
+    u_o = rng.normal(0.0, sd_outer, n_outer)
+    u_i = rng.normal(0.0, sd_inner, (n_outer, n_inner))
+    y = beta + u_o[outer] + u_i[outer, inner] + rng.normal(0.0, sigma, outer.size)
+    df = pd.DataFrame({"y": y, "outer": [f"o{i:03d}" for i in outer], "inner": [f"c{i:03d}" for i in inner]})
+    truth = {"fixef": {"Intercept": beta}, "sd_outer": sd_outer, "sd_inner": sd_inner, "sigma": sigma,
+             "r_outer": u_o, "r_inner": u_i.ravel()}
     return df, truth

@@ -6,11 +6,11 @@ LKJ prior sampled through :class:`bayeslmm.pymc_model.lkj.CPCTransform` for corr
 blocks, the identity otherwise).
 
 - Sampled factors are non-centred, ``z ~ N(0, I)``, ``r = z L^T``, or, where
-  their effects are uncorrelated and the factor is not nested in another,
-  partially non-centred per level and effect
+  their effects are uncorrelated, partially non-centred per level and effect
   (:mod:`bayeslmm.pymc_model.centring`): ``z_jk ~ N(0, sd_k^(2 w_jk))``,
-  ``r_jk = sd_k^(1 - w_jk) z_jk``. The mean gathers ``r[group_index]`` row by
-  row (no dense Z).
+  ``r_jk = sd_k^(1 - w_jk) z_jk``; a factor nested in another sampled one is
+  centred around its parent level's effects (``z_jk ~ N(w_jk r_pk, ...)``).
+  The mean gathers ``r[group_index]`` row by row (no dense Z).
 - Marginalized factors do not appear as parameters: the likelihood is the
   exact marginal density from :mod:`bayeslmm.ops`, and their effects are
   drawn afterwards by :mod:`bayeslmm.posterior.recover`. Their SDs are sampled signed,
@@ -170,31 +170,64 @@ def marginal_data(design, plan) -> MarginalData:
     return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
 
 
-def _centring(design, plan, partial_centring):
-    """Factor name -> weights of :mod:`~bayeslmm.pymc_model.centring` for the sampled, uncorrelated, not nested factors.
+def _parents(design, plan):
+    """Index of each sampled factor nested in another sampled one -> (index of its parent, parent level of each level).
 
-    A factor nested in another (broods within locations) stays non-centred:
-    its levels' effects trade off against their parent level's, which the
-    weights' per-level data precision does not see (docs/marginalization.md
-    has the grouseticks runs that showed it).
+    The parent is the nesting factor with the most levels (batch for
+    batch:cask within batch, and for a/b/c the b of c).
+    """
+    blocks = design.blocks
+    out = {}
+    for i, b in enumerate(blocks):
+        if b.name in plan.marginalized:
+            continue
+        outer = [o for o, c in enumerate(blocks) if c is not b and c.name not in plan.marginalized
+                 and nested_in(b, c)]
+        if not outer:
+            continue
+        o = max(outer, key=lambda o: blocks[o].n_levels)
+        parent_level = np.zeros(b.n_levels, dtype=int)
+        parent_level[b.group_index] = blocks[o].group_index
+        out[i] = (o, parent_level)
+    return out
+
+
+def _centring(design, plan, partial_centring):
+    """Factor name -> (weights of :mod:`~bayeslmm.pymc_model.centring`, parent) for the sampled, uncorrelated factors.
+
+    ``parent`` is ``None`` or ``(parent's name, parent level of each level)``:
+    a nested factor is centred around its parent level's effects, which its
+    effects would otherwise trade off against.
     """
     if not partial_centring:
         return {}
-    names = [b.name for b in design.blocks if b.name not in plan.marginalized and not b.correlated
-             and not any(nested_in(b, o) for o in design.blocks if o is not b)]
+    names = [b.name for b in design.blocks if b.name not in plan.marginalized and not b.correlated]
     if not names:
         return {}
-    ws = centring_weights(design.y, design.X, design.blocks)
-    return {b.name: w for b, w in zip(design.blocks, ws) if b.name in names}
+    parents = _parents(design, plan)
+    ws = centring_weights(design.y, design.X, design.blocks, parents=parents)
+    out = {}
+    for i, (b, w) in enumerate(zip(design.blocks, ws)):
+        if b.name not in names:
+            continue
+        par = parents.get(i)
+        # A correlated parent is non-centred; its effects can still serve as the centre.
+        out[b.name] = (w, None if par is None else (design.blocks[par[0]].name, par[1]))
+    return out
 
 
-def _sampled_effects(blk, L, w):
-    """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``."""
+def _sampled_effects(blk, L, w, centre=None):
+    """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``.
+
+    ``centre``: ``None`` or what ``z`` is centred on where ``w = 1`` (levels x effects).
+    """
     dims = (f"{blk.name}__level", f"{blk.name}__effect")
     if w is None or not w.any():
         z = pm.Normal(f"z_{blk.name}", 0.0, 1.0, dims=dims)
         return pm.Deterministic(f"r_{blk.name}", pt.dot(z, L.T), dims=dims)
-    if (w == w[:1]).all():
+    parent = centre
+    centre = 0.0 if parent is None else w * parent
+    if parent is None and (w == w[:1]).all():
         # Balanced data give every level the same weights. As an (n_levels, d) constant with one
         # unique value, PyTensor's local_inline_composite_constants inlines it, then re-broadcasts
         # every output of the fused Composite with the first one's dtype (here the bool check
@@ -206,8 +239,8 @@ def _sampled_effects(blk, L, w):
     # (a log and an exp) per level, which dominates the gradient on many levels.
     # The floor keeps an SD that underflows to 0 from giving 0 * -inf where w = 0.
     scale = pt.exp(w * pt.log(pt.maximum(sd, 1e-300)))
-    z = pm.Normal(f"z_{blk.name}", 0.0, scale, dims=dims)
-    return pm.Deterministic(f"r_{blk.name}", z * (sd / scale), dims=dims)
+    z = pm.Normal(f"z_{blk.name}", centre, scale, dims=dims)
+    return pm.Deterministic(f"r_{blk.name}", (z - centre) * (sd / scale), dims=dims)
 
 
 def _observation_dist(design, eta, aux):
@@ -283,14 +316,33 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
         Ls = {}
         offset = pt.zeros(design.n)
         centring = _centring(design, plan, partial_centring)
-        for blk in design.blocks:
+        locs = {}
+        parent_names = {par[0] for _, par in centring.values() if par is not None}
+        ic = model["Intercept_centered"] if design.has_intercept else None
+        # Parents (fewer levels) before the factors nested in them, whose centre they are.
+        for blk in sorted(design.blocks, key=lambda b: b.n_levels):
             L = _scale_factor(blk, priors, signed=signed_sds and blk.name in plan.marginalized)
             Ls[blk.name] = L
             if blk.name in plan.marginalized:
                 # Read back by recover.py to draw the effects; dropped from the posterior there.
                 pm.Deterministic(f"L_{blk.name}", L)
                 continue
-            r = _sampled_effects(blk, L, centring.get(blk.name))
+            w, par = centring.get(blk.name, (None, None))
+            # Hierarchical centring: a nested factor's effects are centred on its parent level's
+            # location (the intercept plus the parent's effect), the outermost factor on the intercept.
+            centre = None
+            if par is not None and par[0] in locs:
+                pblk = next(b for b in design.blocks if b.name == par[0])
+                of = {t: k for k, t in enumerate(pblk.terms)}
+                if any(t in of for t in blk.terms):
+                    # The parent's location under each of the child's columns (0 where it has none).
+                    cols = [locs[pblk.name][:, of[t]] if t in of else pt.zeros(pblk.n_levels) for t in blk.terms]
+                    centre = pt.stack(cols, axis=1)[par[1]]
+            elif par is None and blk.name in parent_names and ic is not None and "Intercept" in blk.terms:
+                centre = pt.stack([ic if t == "Intercept" else pt.zeros(()) for t in blk.terms])[None, :]
+            r = _sampled_effects(blk, L, w, centre)
+            if blk.name in parent_names:
+                locs[blk.name] = r if centre is None else r + centre
             offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
         aux = {a: _dist(p.dist, p.args, name=a) for a in design.family.aux
                for p in priors if p.cls == a}

@@ -133,20 +133,32 @@ def test_degenerate_responses_give_finite_weights():
         assert not centring_weights(np.ones(100), ones, [blk(g, ones, 20)])[0].any()
 
 
-def test_a_factor_nested_in_another_stays_non_centred():
-    from pytensor.graph.traversal import ancestors
+def test_nested_factor_centred_on_its_parent_same_model():
+    """Pastes-shaped nesting: the inner factor is centred on its parent's location, the outer on the intercept;
+    the density of (parameters, effects) is the non-centred one's up to the log-Jacobian of z -> r."""
+    from bayeslmm.pymc_model.builder import _centring
+    from bayeslmm.simulate import simulate_nested
 
-    from bayeslmm.model.design import nested_in
-
-    rng = np.random.default_rng(6)
-    brood = np.repeat(np.arange(40), 4)
-    loc = brood // 2
-    y = rng.normal(0, 0.3, 20)[loc] + rng.normal(0, 1.0, 40)[brood] + rng.normal(0, 0.5, brood.size)
-    df = pd.DataFrame({"y": y, "brood": brood.astype(str), "loc": loc.astype(str)})
-    m = BayesLMM("y ~ 1 + (1 | brood) + (1 | loc)", df)
-    blocks = {b.name: b for b in m.design.blocks}
-    assert nested_in(blocks["brood"], blocks["loc"]) and not nested_in(blocks["loc"], blocks["brood"])
-    model = build_model(m.design, m.priors, m.plan("none"))
-    scale_brood, scale_loc = model["z_brood"].owner.inputs[-1], model["z_loc"].owner.inputs[-1]
-    assert np.all(scale_brood.eval() == 1.0)
-    assert model["sd_loc__Intercept"] in set(ancestors([scale_loc]))
+    df, _ = simulate_nested(seed=1)
+    m = BayesLMM("y ~ 1 + (1 | outer/inner)", df)
+    plan = m.plan("none")
+    pnc = build_model(m.design, m.priors, plan)
+    nc = build_model(m.design, m.priors, plan, partial_centring=False)
+    cen = _centring(m.design, plan, True)
+    w = {name: v[0] for name, v in cen.items()}
+    assert cen["outer:inner"][1][0] == "outer" and cen["outer"][1] is None
+    assert w["outer:inner"].min() > 0.9  # casks: much data per level relative to their variance
+    assert w["outer"].max() < 0.7  # batches: their data reach them only through the casks
+    r_of = pnc.compile_fn(pnc.replace_rvs_by_values([pnc["r_outer"], pnc["r_outer:inner"]]), inputs=pnc.value_vars,
+                          on_unused_input="ignore")
+    lp_pnc, lp_nc = pnc.compile_logp(), nc.compile_logp()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pt = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pnc.initial_point().items()}
+        rs = dict(zip(["outer", "outer:inner"], r_of(pt)))
+        q, jac = dict(pt), 0.0
+        for name, r in rs.items():
+            sd = np.exp(pt[f"sd_{name}__Intercept_log__"])
+            q[f"z_{name}"] = r / sd
+            jac += ((1 - w[name]) * np.log(sd) * np.ones_like(r)).sum() - np.log(sd) * r.size
+        assert lp_pnc(pt) - lp_nc(q) == pytest.approx(jac, rel=1e-9, abs=1e-8)
