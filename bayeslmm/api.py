@@ -15,7 +15,7 @@ import time
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
-from .model.dask_design import check_dask_plan, dask_design, is_dask_frame
+from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample

@@ -83,7 +83,7 @@ def main():
     from dask.distributed import Client, LocalCluster
 
     from bayeslmm import BayesLMM
-    from bayeslmm.model.dask_design import dask_design
+    from bayeslmm.distributed import dask_design
 
     rows = args.rows or [10_000_000]
     out = []

@@ -9,7 +9,7 @@ import inspect
 from pathlib import Path
 
 ROOMS = ["bayeslmm", "bayeslmm.model", "bayeslmm.ops", "bayeslmm.pymc_model", "bayeslmm.sampling",
-         "bayeslmm.posterior"]
+         "bayeslmm.posterior", "bayeslmm.distributed"]
 # Modules whose __all__ the rooms re-export only in part, documented in full.
 MODULES = ["bayeslmm.model.plan", "bayeslmm.model.moments", "bayeslmm.pymc_model.lkj",
            "bayeslmm.posterior.predict", "bayeslmm.posterior.plots", "bayeslmm.datasets"]

@@ -235,7 +235,7 @@ def factor_labels(data: pd.DataFrame, factor: tuple) -> np.ndarray:
     return labels.to_numpy()
 
 
-def _sort_key(col: pd.Series):
+def level_sort_key(col: pd.Series):
     if isinstance(col.dtype, pd.CategoricalDtype):
         return col.cat.codes
     if pd.api.types.is_numeric_dtype(col):
@@ -245,7 +245,7 @@ def _sort_key(col: pd.Series):
 
 def _group_index(data: pd.DataFrame, factor: tuple) -> tuple[np.ndarray, tuple]:
     """Group index and labels of (the interaction of) factor columns, sorted like R's factor()."""
-    keys = pd.DataFrame({c: _sort_key(data[c]) for c in factor})
+    keys = pd.DataFrame({c: level_sort_key(data[c]) for c in factor})
     labels = factor_labels(data, factor)
     keys["__label"] = labels
     order = keys.drop_duplicates().sort_values(list(factor), kind="stable")

@@ -27,7 +27,7 @@ from bayeslmm.model.moments import least_squares
 __all__ = ["MarginalData"]
 
 
-def _cross(fa, fb) -> np.ndarray:
+def cross_blocks(fa, fb) -> np.ndarray:
     """``Z_a^T Z_b`` as a dense (M_a d_a, M_b d_b) array, without building Z.
 
     One bincount per pair of effect dimensions, O(N d_a d_b); memory is the
@@ -44,7 +44,7 @@ def _cross(fa, fb) -> np.ndarray:
     return out.reshape(fa.size, fb.size)
 
 
-def _s1(f) -> np.ndarray:
+def level_blocks(f) -> np.ndarray:
     """Per-level ``S_j = sum_{n in j} z_n z_n^T``, shape (d, d, M); O(N d^2)."""
     out = np.empty((f.dim, f.dim, f.n_levels))
     for a in range(f.dim):
@@ -54,7 +54,7 @@ def _s1(f) -> np.ndarray:
     return out
 
 
-def _zt(f, x: np.ndarray) -> np.ndarray:
+def level_sums(f, x: np.ndarray) -> np.ndarray:
     """``Z_k^T x`` for ``x`` of shape (N, q), returned as (d_k * M_k, q); O(N d q)."""
     out = np.empty((f.dim, f.n_levels, x.shape[1]))
     for a in range(f.dim):
@@ -190,7 +190,7 @@ class MarginalData:
             names=tuple(f.name for f in factors), order=order,
             levels=tuple(f.n_levels for f in fs), dims=tuple(f.dim for f in fs),
             n_obs=y.shape[0], n_fixed=X.shape[1],
-            S1=_s1(f1), S2=tuple(_s1(f) for f in dense),
+            S1=level_blocks(f1), S2=tuple(level_blocks(f) for f in dense),
             G22x=None, G21=(), diag_rows=None, diag_cols=None,
             mode="sufficient" if sufficient else "rows",
         )
@@ -206,12 +206,12 @@ class MarginalData:
                 g22 = np.zeros((d2, d2))
                 for i, fa in enumerate(dense):
                     for j, fb in enumerate(dense[i + 1:], start=i + 1):
-                        blk = _cross(fa, fb)
+                        blk = cross_blocks(fa, fb)
                         g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
                         g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
                 fields["G22x"] = g22
             fields["G21"] = tuple(
-                _cross(fb, f1).reshape(fb.dim, fb.n_levels, f1.dim, f1.n_levels) for fb in dense)
+                cross_blocks(fb, f1).reshape(fb.dim, fb.n_levels, f1.dim, f1.n_levels) for fb in dense)
 
         if sufficient:
             # Centre on the least-squares fit: with y ~ 5000 the raw y^T y would
@@ -220,8 +220,8 @@ class MarginalData:
             e = y - X @ beta_hat
             fields.update(
                 beta_hat=beta_hat, ete=float(e @ e), Xte=X.T @ e, XtX=X.T @ X,
-                Zte=np.concatenate([_zt(f, e[:, None])[:, 0] for f in fs]),
-                ZtX=np.concatenate([_zt(f, X) for f in fs]),
+                Zte=np.concatenate([level_sums(f, e[:, None])[:, 0] for f in fs]),
+                ZtX=np.concatenate([level_sums(f, X) for f in fs]),
                 y=None, X=None, row_groups=None, row_values=None,
             )
         else:

@@ -30,7 +30,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from pytensor.tensor.slinalg import block_diag
 
-from bayeslmm.model.dask_design import check_dask_plan
+from bayeslmm.distributed import check_dask_plan
 from bayeslmm.model.design import nested_in
 from bayeslmm.model.priors import whole_of
 from bayeslmm.ops import MarginalData, marginal_loglik

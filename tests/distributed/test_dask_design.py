@@ -8,7 +8,7 @@ dd = pytest.importorskip("dask.dataframe")
 
 from bayeslmm import BayesLMM  # noqa: E402
 from bayeslmm.model import build_design, resolve_plan  # noqa: E402
-from bayeslmm.model.dask_design import check_dask_plan, dask_design, is_dask_frame  # noqa: E402
+from bayeslmm.distributed import check_dask_plan, dask_design, is_dask_frame  # noqa: E402
 from bayeslmm.pymc_model import marginal_data  # noqa: E402
 
 

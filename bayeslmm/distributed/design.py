@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.checks import check_levels
-from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, _sort_key, common_matrix, factor_labels, formula_variables
+from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, level_sort_key, common_matrix, factor_labels, formula_variables
 from bayeslmm.model.families import get_family
 from bayeslmm.model.formula import FormulaSpec, parse_formula
-from bayeslmm.ops.data import MarginalData, _cross, _s1, _zt
+from bayeslmm.ops.data import MarginalData, cross_blocks, level_blocks, level_sums
 
 __all__ = ["DaskDesign", "dask_design", "is_dask_frame", "check_dask_plan"]
 
@@ -160,7 +160,7 @@ def _pass1(part: pd.DataFrame, spec, fam) -> dict:
     keys, terms = {}, {}
     for name, tl in _factors(spec).items():
         factor = tl[0].factor
-        k = pd.DataFrame({c: _sort_key(part[c]) for c in factor})
+        k = pd.DataFrame({c: level_sort_key(part[c]) for c in factor})
         k["__label"] = factor_labels(part, factor)
         keys[name] = k.drop_duplicates()
     for name, (_, nm) in _term_values(spec, part).items():
@@ -201,10 +201,10 @@ def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: 
         ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),
         ss_z={k: ((tv[k][0] - z_mean[k]) ** 2).sum(axis=0) for k in names},
         ete=float(e @ e), Xte=X.T @ e,
-        S={b.name: _s1(b) for b in blocks},
-        Zte={b.name: _zt(b, e[:, None])[:, 0] for b in blocks},
-        ZtX={b.name: _zt(b, X) for b in blocks},
-        cross={(a.name, b.name): _cross(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]},
+        S={b.name: level_blocks(b) for b in blocks},
+        Zte={b.name: level_sums(b, e[:, None])[:, 0] for b in blocks},
+        ZtX={b.name: level_sums(b, X) for b in blocks},
+        cross={(a.name, b.name): cross_blocks(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]},
     )
 
 
