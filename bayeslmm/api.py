@@ -20,6 +20,7 @@ from .posterior import LMMFit, prior_predictive, recover_effects, start_compilin
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
+from .sampling.interrupt import check_interrupt, interrupt_guard
 from .sampling.xla import options_for
 
 __all__ = ["BayesLMM"]
@@ -155,7 +156,7 @@ class BayesLMM:
         cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
-        with compilation_cache(cache_dir):
+        with interrupt_guard(), compilation_cache(cache_dir):
             idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
                                                  progressbar, low_memory)
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
@@ -166,6 +167,7 @@ class BayesLMM:
         t0 = time.perf_counter()
         md = marginal_data(self.design, plan) if plan.marginalized else None
         model = build_model(self.design, self.priors, plan, md=md)
+        check_interrupt()
         # A likelihood on sufficient statistics reads no rows per evaluation.
         options = options_for(0 if plan.sufficient else self.design.n)
         prepared = start_compiling(self.design, plan, md, chains * draws, options) if md is not None else None
@@ -174,6 +176,7 @@ class BayesLMM:
                                  low_memory=low_memory is not False and sampler == "numpyro",
                                  compiler_options=options)
         t1 = time.perf_counter()
+        check_interrupt()
         if md is not None:
             release_freed_memory()
             recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)

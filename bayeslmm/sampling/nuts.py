@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from .heap import release_freed_memory
+from .interrupt import check_interrupt
 from .mass_matrix import curvature_inverse_mass
 
 __all__ = ["CHUNK", "CHUNK_SECONDS", "STATS", "nuts_kernel", "sample_nuts"]
@@ -265,7 +266,8 @@ def _wait(fn, *args):
 
     threading.Thread(target=run, daemon=True, name="bayeslmm-compile").start()
     while not done.wait(0.1):
-        pass
+        check_interrupt()
+    check_interrupt()
     if "err" in box:
         raise box["err"]
     return box["out"]
@@ -396,9 +398,15 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
             t.start()
         for f in finished:
             while not f.wait(0.2):
-                pass
+                check_interrupt()
+        check_interrupt()
     except BaseException:
         stop.set()
+        # The chains stop after their current chunk; waiting for that (briefly)
+        # keeps an interpreter that exits next from tearing down threads inside XLA.
+        deadline = time.monotonic() + 5.0
+        for f in finished:
+            f.wait(max(0.0, deadline - time.monotonic()))
         raise
     if errors:
         raise errors[0]
