@@ -33,7 +33,7 @@ from bayeslmm.model.checks import check_levels
 from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, level_sort_key, common_matrix, factor_labels, formula_variables
 from bayeslmm.model.families import get_family
 from bayeslmm.model.formula import FormulaSpec, parse_formula
-from bayeslmm.ops.data import MarginalData, cross_blocks, level_blocks, level_sums
+from bayeslmm.ops.data import MarginalData, cross_blocks, dense_layout, level_blocks, level_sums
 
 __all__ = ["DaskDesign", "dask_design", "is_dask_frame", "check_dask_plan"]
 
@@ -54,24 +54,6 @@ def check_dask_plan(plan) -> None:
             f"A Dask DataFrame needs marginalize='all' (every factor integrated out, so the likelihood "
             f"uses sufficient statistics); the plan {plan.describe()!r} reads the rows at every gradient."
         )
-
-
-@dataclass(frozen=True, eq=False)
-class _Block:
-    """A ReBlock-shaped view of one partition's rows of a factor (no level-count check)."""
-
-    name: str
-    group_index: np.ndarray
-    values: np.ndarray
-    n_levels: int
-
-    @property
-    def dim(self) -> int:
-        return self.values.shape[1]
-
-    @property
-    def size(self) -> int:
-        return self.n_levels * self.dim
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,11 +91,6 @@ class DaskDesign:
     @property
     def has_intercept(self) -> bool:
         return "Intercept" in self.fixed_names
-
-    @property
-    def weights(self) -> None:
-        """Always None: weights() is refused on a Dask frame."""
-        return None
 
     def moments(self) -> Moments:
         return self.moments_
@@ -195,7 +172,7 @@ def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: 
         gidx = pd.Index(levels[name]).get_indexer(factor_labels(part, fac[name][0].factor)).astype(np.int64)
         if (gidx < 0).any():
             raise ValueError(f"Partition has levels of {name!r} not seen in the first pass (data changed?).")
-        blocks.append(_Block(name, gidx, tv[name][0], len(levels[name])))
+        blocks.append(ReBlock.of(gidx, tv[name][0], len(levels[name]), name=name))
     y_mean, x_mean, z_mean = means
     return dict(
         ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),
@@ -228,7 +205,6 @@ def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, 
     order = tuple(sorted(range(len(names)), key=lambda k: -sizes[names[k]]))
     fs = [names[k] for k in order]
     f1, dense = fs[0], fs[1:]
-    offsets = np.cumsum([0] + [sizes[k] for k in dense])
     dims = {k: len(terms[k]) for k in names}
     M = {k: len(levels[k]) for k in names}
 
@@ -238,23 +214,7 @@ def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, 
     fields = dict(mode="sufficient", names=names, order=order, levels=tuple(M[k] for k in fs),
                   dims=tuple(dims[k] for k in fs), n_obs=int(n), n_fixed=XtX.shape[0],
                   S1=p2["S"][f1], S2=tuple(p2["S"][k] for k in dense))
-    if dense:
-        rows, cols = [], []
-        for k, o in zip(dense, offsets):
-            a, b, j = np.meshgrid(np.arange(dims[k]), np.arange(dims[k]), np.arange(M[k]), indexing="ij")
-            rows.append((o + a * M[k] + j).ravel())
-            cols.append((o + b * M[k] + j).ravel())
-        fields["diag_rows"], fields["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
-        if len(dense) > 1:
-            d2 = int(offsets[-1])
-            g22 = np.zeros((d2, d2))
-            for i, ka in enumerate(dense):
-                for j, kb in enumerate(dense[i + 1:], start=i + 1):
-                    blk = cross(ka, kb)
-                    g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
-                    g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
-            fields["G22x"] = g22
-        fields["G21"] = tuple(cross(kb, f1).reshape(dims[kb], M[kb], dims[f1], M[f1]) for kb in dense)
+    fields.update(dense_layout([dims[k] for k in fs], [M[k] for k in fs], lambda i, j: cross(fs[i], fs[j])))
     fields.update(beta_hat=beta_hat, ete=p2["ete"], Xte=p2["Xte"], XtX=XtX,
                   Zte=np.concatenate([p2["Zte"][k] for k in fs]),
                   ZtX=np.concatenate([p2["ZtX"][k] for k in fs]))

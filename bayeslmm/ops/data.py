@@ -64,6 +64,39 @@ def level_sums(f, x: np.ndarray) -> np.ndarray:
     return out.reshape(f.size, x.shape[1])
 
 
+def dense_layout(dims, levels, cross) -> dict:
+    """The fields of :class:`MarginalData` that couple the factors after the first.
+
+    ``dims`` and ``levels``: d_k and M_k per factor in the engine's order
+    (the largest first); ``cross(i, j)``: ``Z_i^T Z_j`` as a dense
+    (M_i d_i, M_j d_j) array. Returns ``diag_rows``/``diag_cols`` (where
+    each dense factor's per-level blocks sit in D2 x D2), ``G22x`` (the
+    cross blocks between dense factors, None with fewer than two) and
+    ``G21`` (each dense factor against the first). O(D2^2 + sum_k D_k D_1)
+    memory; the cost is that of the ``cross`` calls.
+    """
+    out = dict(G22x=None, G21=(), diag_rows=None, diag_cols=None)
+    if len(dims) < 2:
+        return out
+    offsets = np.cumsum([0] + [d * m for d, m in zip(dims[1:], levels[1:])])
+    rows, cols = [], []
+    for k, o in zip(range(1, len(dims)), offsets):
+        a, b, j = np.meshgrid(np.arange(dims[k]), np.arange(dims[k]), np.arange(levels[k]), indexing="ij")
+        rows.append((o + a * levels[k] + j).ravel())
+        cols.append((o + b * levels[k] + j).ravel())
+    out["diag_rows"], out["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
+    if len(dims) > 2:
+        g22 = np.zeros((int(offsets[-1]),) * 2)
+        for i in range(1, len(dims)):
+            for j in range(i + 1, len(dims)):
+                blk = cross(i, j)
+                g22[offsets[i - 1]:offsets[i], offsets[j - 1]:offsets[j]] = blk
+                g22[offsets[j - 1]:offsets[j], offsets[i - 1]:offsets[i]] = blk.T
+        out["G22x"] = g22
+    out["G21"] = tuple(cross(k, 0).reshape(dims[k], levels[k], dims[0], levels[0]) for k in range(1, len(dims)))
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class MarginalData:
     """Everything the marginal log-density needs from the data, computed once.
@@ -183,35 +216,16 @@ class MarginalData:
         order = tuple(sorted(range(len(factors)), key=lambda k: -factors[k].size))
         fs = [factors[k] for k in order]
         f1, dense = fs[0], fs[1:]
-        d2 = sum(f.size for f in dense)
-        offsets = np.cumsum([0] + [f.size for f in dense])
 
         fields = dict(
             names=tuple(f.name for f in factors), order=order,
             levels=tuple(f.n_levels for f in fs), dims=tuple(f.dim for f in fs),
             n_obs=y.shape[0], n_fixed=X.shape[1],
             S1=level_blocks(f1), S2=tuple(level_blocks(f) for f in dense),
-            G22x=None, G21=(), diag_rows=None, diag_cols=None,
             mode="sufficient" if sufficient else "rows",
         )
-        if dense:
-            rows, cols = [], []
-            for f, o in zip(dense, offsets):
-                a, b, j = np.meshgrid(np.arange(f.dim), np.arange(f.dim), np.arange(f.n_levels),
-                                      indexing="ij")
-                rows.append((o + a * f.n_levels + j).ravel())
-                cols.append((o + b * f.n_levels + j).ravel())
-            fields["diag_rows"], fields["diag_cols"] = np.concatenate(rows), np.concatenate(cols)
-            if len(dense) > 1:
-                g22 = np.zeros((d2, d2))
-                for i, fa in enumerate(dense):
-                    for j, fb in enumerate(dense[i + 1:], start=i + 1):
-                        blk = cross_blocks(fa, fb)
-                        g22[offsets[i]:offsets[i + 1], offsets[j]:offsets[j + 1]] = blk
-                        g22[offsets[j]:offsets[j + 1], offsets[i]:offsets[i + 1]] = blk.T
-                fields["G22x"] = g22
-            fields["G21"] = tuple(
-                cross_blocks(fb, f1).reshape(fb.dim, fb.n_levels, f1.dim, f1.n_levels) for fb in dense)
+        fields.update(dense_layout([f.dim for f in fs], [f.n_levels for f in fs],
+                                   lambda i, j: cross_blocks(fs[i], fs[j])))
 
         if sufficient:
             # Centre on the least-squares fit: with y ~ 5000 the raw y^T y would
