@@ -258,7 +258,7 @@ def _observation_dist(design, eta, aux):
         if fam.link == "logit":
             d = pm.Binomial.dist(n, logit_p=eta) if n is not None else pm.Bernoulli.dist(logit_p=eta)
         else:
-            p = 0.5 * pt.erfc(-eta / np.sqrt(2.0))
+            p = pm.math.invprobit(eta)
             d = pm.Binomial.dist(n, p=p) if n is not None else pm.Bernoulli.dist(p=p)
         return d, design.y_original.astype(np.int64)
     if name == "poisson":
