@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
+from scipy.special import expit, ndtr
 
 from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
 from bayeslmm.model.checks import check_bool, check_finite_rows
@@ -326,14 +326,13 @@ def row_offset_trials(design, newdata, need_trials=True):
         return (design.offset if design.offset is not None else 0.0), design.trials
     newdata = newdata.reset_index(drop=True)
     spec = design.spec
-    needed = list(spec.offsets) + ([spec.trials] if need_trials and spec.trials is not None else [])
-    probe = FormulaSpec(spec.formula, "1", " + ".join(needed) or "1", ())
-    missing = [c for c in formula_variables(probe) if c not in newdata.columns]
-    if missing:
-        what = "offset" if any(m in formula_variables(FormulaSpec("", "1", " + ".join(spec.offsets) or "1", ()))
-                               for m in missing) else "number of trials"
-        raise ValueError(f"newdata lacks column(s) {missing} of the {what} in {spec.formula!r}; "
-                         "predictions need them.")
+    trial_exprs = [spec.trials] if need_trials and spec.trials is not None else []
+    for what, exprs in (("offset", list(spec.offsets)), ("number of trials", trial_exprs)):
+        probe = FormulaSpec(spec.formula, "1", " + ".join(exprs) or "1", ())
+        missing = [c for c in formula_variables(probe) if c not in newdata.columns]
+        if missing:
+            raise ValueError(f"newdata lacks column(s) {missing} of the {what} in {spec.formula!r}; "
+                             "predictions need them.")
     offset = offset_of(spec, newdata)
     trials = (evaluate_expression(spec.trials, newdata, "number of trials")
               if need_trials and spec.trials is not None else None)
@@ -342,7 +341,7 @@ def row_offset_trials(design, newdata, need_trials=True):
 
 def _inverse_link(fam, eta):
     if fam.link == "logit":
-        return 1.0 / (1.0 + np.exp(-eta))
+        return expit(eta)
     if fam.link == "probit":
         return ndtr(eta)
     if fam.link == "log":
