@@ -326,7 +326,7 @@ def _weights(spec, data, weights) -> np.ndarray | None:
         w = evaluate_expression(spec.weights, data, "weights")
     elif weights is None:
         return None
-    elif isinstance(weights, str):
+    else:  # a column name: build_design carries an array of weights as a column
         if weights not in data.columns:
             raise ValueError(f"weights={weights!r} is not a column of data.")
         if not pd.api.types.is_numeric_dtype(data[weights]):
@@ -334,12 +334,6 @@ def _weights(spec, data, weights) -> np.ndarray | None:
         w = data[weights].to_numpy(dtype=float)
         if not np.all(np.isfinite(w)):
             raise ValueError(f"weights={weights!r} has non-finite values.")
-    else:
-        w = np.asarray(weights, dtype=float).reshape(-1)
-        if w.shape[0] != len(data):
-            raise ValueError(f"weights has {w.shape[0]} values for {len(data)} rows of data.")
-        if not np.all(np.isfinite(w)):
-            raise ValueError("weights has non-finite values.")
     if np.any(w < 0) or not np.any(w > 0):
         raise ValueError(f"weights must be non-negative and not all zero; got min {w.min()!r}.")
     return w
