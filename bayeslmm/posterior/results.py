@@ -176,16 +176,13 @@ class LMMFit:
 
     def _level_table(self, blk, da, prob):
         """brms ``ranef``/``coef`` table: levels x (effect, stat), stats Estimate/Est.Error/Q2.5/Q97.5."""
-        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
         a = np.asarray(da.transpose("chain", "draw", f"{blk.name}__level", f"{blk.name}__effect"))
-        flat = a.reshape(-1, *a.shape[2:])
-        stats = {"Estimate": flat.mean(0), "Est.Error": flat.std(0, ddof=1),
-                 f"Q{100 * lo:g}": np.quantile(flat, lo, axis=0), f"Q{100 * hi:g}": np.quantile(flat, hi, axis=0)}
+        # one row per (level, effect), the effect varying fastest
+        stats = summarise_draws(a.reshape(a.shape[0] * a.shape[1], -1), None, prob)
         levels = pd.Index(np.asarray(da[f"{blk.name}__level"]), name=blk.name)
         effects = list(np.asarray(da[f"{blk.name}__effect"]))
-        cols = pd.MultiIndex.from_product([effects, list(stats)], names=["effect", "stat"])
-        data = np.stack([np.stack([stats[k][:, j] for k in stats], axis=-1) for j in range(len(effects))], axis=1)
-        return pd.DataFrame(data.reshape(len(levels), -1), index=levels, columns=cols)
+        cols = pd.MultiIndex.from_product([effects, list(stats.columns)], names=["effect", "stat"])
+        return pd.DataFrame(stats.to_numpy().reshape(len(levels), -1), index=levels, columns=cols)
 
     def ranef(self, summary: bool = True, prob: float = 0.95):
         """Group-level effects per factor, like brms ``ranef``: dict factor -> DataFrame.
