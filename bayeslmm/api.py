@@ -49,8 +49,9 @@ class BayesLMM:
     weights : str or array-like, optional
         lme4's ``weights=``: a column name or one value per row (or
         ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
-        precision weights (residual variance sigma^2 / w_i); other
-        families: each log-likelihood term times w_i.
+        precision weights (residual variance sigma^2 / w_i), which keep
+        exact marginalization under every plan; other families: each
+        log-likelihood term times w_i.
     priors : Prior or list of Prior, optional
         Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
     na_action : {"error", "drop"}

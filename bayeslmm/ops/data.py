@@ -25,7 +25,7 @@ import numpy as np
 
 from bayeslmm.model.moments import least_squares
 
-__all__ = ["MarginalData", "check_weights"]
+__all__ = ["MarginalData"]
 
 
 def cross_blocks(fa, fb) -> np.ndarray:
@@ -98,7 +98,7 @@ def dense_layout(dims, levels, cross) -> dict:
     return out
 
 
-def check_weights(weights, n: int) -> np.ndarray:
+def _check_weights(weights, n: int) -> np.ndarray:
     """Precision weights as a float64 (N,) array; ValueError naming the problem otherwise."""
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (n,):
@@ -168,7 +168,8 @@ class MarginalData:
     beta_hat, ete, Xte, XtX, Zte, ZtX : ndarray or None
         Sufficient mode only: least-squares reference ``beta_hat``,
         ``e = y - X beta_hat``, ``e^T e``, ``X^T e``, ``X^T X``, ``Z^T e`` (D,)
-        and ``Z^T X`` (D, p) in the internal layout.
+        and ``Z^T X`` (D, p) in the internal layout; with weights, the
+        weighted least-squares fit and ``e^T W e``, ``X^T W e``, ...
     """
 
     mode: str
@@ -260,7 +261,7 @@ class MarginalData:
 
         weighted = {}
         if weights is not None:
-            w = check_weights(weights, y.shape[0])
+            w = _check_weights(weights, y.shape[0])
             pos = w > 0
             sw = np.sqrt(w)
             # With W^{1/2} applied to y, X and Z the model has unit weights and the
