@@ -48,7 +48,8 @@ class BayesLMM:
         binomial, which also take "probit"; "log" for counts).
     weights : str or array-like, optional
         lme4's ``weights=``: a column name or one value per row (or
-        ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
+        ``y | weights(w) ~`` in the formula, brms; on a Dask frame a
+        column name or the formula). gaussian/lognormal:
         precision weights (residual variance sigma^2 / w_i), which keep
         exact marginalization under every plan; other families: each
         log-likelihood term times w_i.
@@ -67,11 +68,10 @@ class BayesLMM:
             if na_action != "error":
                 raise ValueError(f"na_action={na_action!r} is not supported for a Dask DataFrame; drop the "
                                  "rows with ddf.dropna() first.")
-            if link is not None or weights is not None:
-                raise ValueError("link= and weights= are not supported for a Dask DataFrame (gaussian and "
-                                 f"lognormal with their default identity link only); got link={link!r}, "
-                                 f"weights={weights!r}.")
-            self.design = dask_design(formula, data, family=family)
+            if link is not None:
+                raise ValueError("link= is not supported for a Dask DataFrame (gaussian and lognormal with "
+                                 f"their default identity link only); got link={link!r}.")
+            self.design = dask_design(formula, data, family=family, weights=weights)
         else:
             self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
