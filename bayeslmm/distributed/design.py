@@ -204,16 +204,20 @@ def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: 
     tv = _term_values(spec, part)
     w = _part_weights(spec, part, weights)
     # Rows scaled by w^{1/2}: the unweighted products below are then the weighted ones.
-    sw = np.ones(len(part)) if w is None else np.sqrt(w)
-    e = sw * (y - X @ beta_hat)
-    Xs = X * sw[:, None]
+    sw = None if w is None else np.sqrt(w)
+    e = y - X @ beta_hat
+    Xs = X
+    if sw is not None:
+        e, Xs = sw * e, X * sw[:, None]
+    # The moments (ss_z below) are of the unweighted columns, as for a pandas frame.
+    tz = {k: v if sw is None else v * sw[:, None] for k, (v, _) in tv.items()}
     fac = _factors(spec)
     blocks = []
     for name in names:
         gidx = pd.Index(levels[name]).get_indexer(factor_labels(part, fac[name][0].factor)).astype(np.int64)
         if (gidx < 0).any():
             raise ValueError(f"Partition has levels of {name!r} not seen in the first pass (data changed?).")
-        blocks.append(ReBlock.of(gidx, tv[name][0] * sw[:, None], len(levels[name]), name=name))
+        blocks.append(ReBlock.of(gidx, tz[name], len(levels[name]), name=name))
     y_mean, x_mean, z_mean = means
     return dict(
         ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),

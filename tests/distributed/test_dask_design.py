@@ -140,6 +140,11 @@ def test_weighted_statistics_match_pandas(formula, family, column):
         a, b = (float(marginal_logp(m, beta, 0.8, Ls)) for m in (got, md))
     np.testing.assert_allclose(a, b, rtol=1e-10)
     assert st.weights_source == (column or "pw")
+    m, ref = st.moments(), design.moments()  # unweighted, as for a pandas frame
+    np.testing.assert_allclose([m.y_mean, m.y_sd], [ref.y_mean, ref.y_sd], rtol=1e-10)
+    np.testing.assert_allclose(m.x_sd, ref.x_sd, rtol=1e-10, atol=1e-12)
+    for b in design.blocks:
+        np.testing.assert_allclose(m.z_sd[b.name], ref.z_sd[b.name], rtol=1e-10, atol=1e-12)
 
 
 def test_weights_on_a_dask_frame_are_checked():
