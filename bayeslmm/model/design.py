@@ -23,6 +23,7 @@ from .checks import (
     check_finite_rows,
     check_full_rank,
     check_constant_response,
+    check_magnitude,
     check_fixed_factors,
     check_levels,
     check_levels_vs_rows,
@@ -351,7 +352,11 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     fam = get_family(family, link)
     if weights is not None and not isinstance(weights, str):
         # Rows dropped for NaN must drop their weight too: carry it as a column.
-        w_arr = np.asarray(weights, dtype=float).reshape(-1)
+        try:
+            w_arr = np.asarray(weights, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"weights must be a column name or one number per row; got a "
+                            f"{type(weights).__name__} that is not numeric ({err}).") from None
         if w_arr.shape[0] != len(data):
             raise ValueError(f"weights has {w_arr.shape[0]} values for {len(data)} rows of data.")
         data = data.assign(**{"__weights__": w_arr})
@@ -363,7 +368,7 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     check_unique_columns(data)
     check_columns_exist(variables, data, spec.formula)
     check_mixed_types(data, variables)
-    data, n_dropped = check_finite_rows(data, variables, na_action)
+    data, n_dropped = check_finite_rows(data, variables, na_action, labels={"__weights__": "weights"})
     if n_dropped:
         warnings.warn(f"Dropped {n_dropped} rows with NaN or infinite values (na_action='drop').", stacklevel=3)
     data = data.reset_index(drop=True)
@@ -390,6 +395,7 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     offset = offset_of(spec, data)
     y = fam.to_model_scale(y_orig)
     if fam.gaussian:
+        check_magnitude(y, spec.response)
         y = y - offset
 
     try:
