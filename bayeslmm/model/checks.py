@@ -44,9 +44,11 @@ def check_columns_exist(names, data: pd.DataFrame, formula: str) -> None:
     missing = [n for n in names if n not in data.columns]
     if missing:
         cols = ", ".join(map(str, data.columns[:20])) + (" ..." if len(data.columns) > 20 else "")
+        odd = [c for c in data.columns if isinstance(c, str) and not (c.replace(".", "_").isidentifier())]
+        hint = (f" Names that are not identifiers must be quoted with backticks, like `{odd[0]}`." if odd else "")
         raise ValueError(
             f"Column(s) {', '.join(repr(m) for m in missing)} used in formula {formula!r} "
-            f"not found in data. Available columns: {cols}."
+            f"not found in data. Available columns: {cols}.{hint}"
         )
 
 

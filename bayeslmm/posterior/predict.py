@@ -25,7 +25,7 @@ from scipy.special import expit, ndtr
 
 from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
 from bayeslmm.model.checks import check_bool, check_finite_rows, check_mixed_types, check_probability, check_random_seed
-from bayeslmm.model.formula import FormulaSpec, parse_formula
+from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
 
 from .recover import stack_draws
 
@@ -177,7 +177,7 @@ def prediction_rows(design, newdata, re_formula, allow_new_levels) -> Prediction
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
     if len(newdata) == 0:
         raise ValueError("newdata is empty: the DataFrame has no rows to predict for.")
-    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != design.spec.response]
+    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != unquote(design.spec.response)]
     check_mixed_types(newdata, used)
     check_finite_rows(newdata, used, "error")
     newdata = newdata.reset_index(drop=True)
