@@ -240,3 +240,18 @@ def test_bad_post_fit_inputs(tiny_fit, tmp_path):
 
 def test_case_count():
     assert len(MODEL_CASES) + 14 >= 80
+
+
+@pytest.mark.parametrize("na_action", ["error", "drop"])
+def test_nan_in_weights_array_named_as_the_argument(no_compile, na_action):
+    w = np.r_[np.nan, np.ones(N - 1)]
+    if na_action == "error":
+        with pytest.raises(ValueError) as info:
+            BayesLMM("y ~ x + (1|g)", D, weights=w)
+        assert "'weights': 1" in str(info.value) and "__weights__" not in str(info.value)
+    else:
+        with pytest.warns(UserWarning, match="Dropped 1 rows"):
+            m = BayesLMM("y ~ x + (1|g)", D, weights=w, na_action="drop")
+        # The row with the NaN weight goes, with its weight: the rest keep theirs.
+        assert m.design.n == N - 1
+        np.testing.assert_array_equal(m.design.weights, np.ones(N - 1))
