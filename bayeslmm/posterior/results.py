@@ -54,6 +54,7 @@ def quiet_diagnostics():
 
 def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
     """One row per named (chain, draw) array: mean, SD, central interval, Rhat, bulk and tail ESS."""
+    prob = check_probability(prob, "prob")
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     rows = {}
     for name, a in draws.items():
