@@ -105,7 +105,8 @@ def emmeans_draws(fit, specs, by=None, at=None, re_formula="NA", type="response"
     full = complete_grid(fit.design, grid, re_formula)
     eta = grid_draws(fit, full, re_formula=re_formula, method="posterior_linpred", random_seed=random_seed)
     keys = by + specs
-    cells = grid[keys].drop_duplicates().reset_index(drop=True)
+    # by varies slowest, then specs in the order given, each in its level order (emmeans's layout)
+    cells = pd.DataFrame(list(itertools.product(*(list(dict.fromkeys(grid[k])) for k in keys))), columns=keys)
     out = np.empty((eta.shape[0], len(cells)))
     for j, row in cells.iterrows():
         mask = np.ones(len(grid), dtype=bool)
