@@ -17,6 +17,7 @@ from .model import build_design, prior_table, resolve_plan, resolve_priors
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
+from .posterior.prior import check_sample_prior, prior_draws
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
@@ -100,7 +101,7 @@ class BayesLMM:
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
             sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None,
-            compile_cache=None):
+            compile_cache=None, sample_prior=False):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -133,6 +134,12 @@ class BayesLMM:
             True: that directory; False: no cache; a path: that directory
             (:mod:`bayeslmm.sampling.cache`). A cache directory configured
             for JAX itself takes precedence.
+        sample_prior : {False, True, "no", "yes"}
+            True/"yes" (brms ``sample_prior = "yes"``): also draw
+            ``chains * draws`` values of every parameter from its prior into
+            ``idata.prior`` (:func:`bayeslmm.posterior.prior.prior_draws`),
+            which :meth:`LMMFit.hypothesis` needs for the Savage-Dickey
+            ratio of point hypotheses; saved and loaded with the fit.
 
         Returns
         -------
@@ -154,12 +161,18 @@ class BayesLMM:
         target_accept = check_probability(target_accept, "target_accept")
         random_seed = check_random_seed(random_seed)
         progressbar = check_bool(progressbar, "progressbar")
+        sample_prior = check_sample_prior(sample_prior)
+        if sample_prior and self.is_dask:
+            raise ValueError("sample_prior=True is not supported for a Dask DataFrame (its prior draws need the "
+                             "unmarginalized model, which reads every row); fit an in-memory sample for that.")
         cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
         with interrupt_guard(), compilation_cache(cache_dir):
             idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
                                                  progressbar, low_memory)
+        if sample_prior:
+            idata.add_groups(prior=prior_draws(self.design, self.priors, chains * draws, random_seed=random_seed))
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
         fit.check_convergence(stacklevel=2)
         return fit
