@@ -261,3 +261,15 @@ def test_bernoulli_emmeans_back_transform(bernoulli_fit):
 def test_bad_emmeans_arguments(gaussian_fit, call, err, text):
     with pytest.raises(err, match=text):
         call(gaussian_fit)
+
+
+def test_no_warnings_on_a_correct_fit(gaussian_fit):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gaussian_fit.conditional_effects(resolution=10)
+        gaussian_fit.conditional_effects("x", re_formula=None, method="posterior_predict", plot=False)
+        gaussian_fit.emmeans("cond", by="g")
+        gaussian_fit.contrasts(["cond", "g"])
+        gaussian_fit.hypothesis(["x > 0", "x = 0"])
