@@ -68,13 +68,12 @@ def ess_per_second(fits: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _layout(axes, kwargs_had_figsize=False):
+def _layout(axes, title_size=None):
     """Constrained layout on the figure of ``axes`` so that panel titles and tick labels do not overlap."""
-    ax0 = np.ravel(axes)[0]
-    fig = ax0.figure
-    fig.set_layout_engine("constrained")
-    for ax in np.ravel(axes):
-        ax.title.set_fontsize(9)
+    np.ravel(axes)[0].figure.set_layout_engine("constrained")
+    if title_size:
+        for ax in np.ravel(axes):
+            ax.title.set_fontsize(title_size)
     return axes
 
 
@@ -93,14 +92,16 @@ def plot_trace(fit, var_names=None, **kwargs):
 
     kwargs.setdefault("figsize", _panel_figsize(var_names, fit))
     kwargs.setdefault("compact", False)
-    return _layout(az.plot_trace(sampled_parameters(fit), var_names=var_names, **kwargs))
+    return _layout(az.plot_trace(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=9)
 
 
 def plot_rank(fit, var_names=None, **kwargs):
     """Rank histograms per chain of each sampled parameter (``az.plot_rank``); kwargs go to ArviZ."""
     import arviz as az
 
-    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs))
+    n = len(var_names) if var_names is not None else len(sampled_parameters(fit).data_vars)
+    kwargs.setdefault("figsize", (10, 2.4 * int(np.ceil(n / 3))))
+    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=10)
 
 
 def _interval(a, prob, axis=0):
@@ -237,6 +238,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
     kinds). Cost: O(S n) plus the plot.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if kind not in PPC_KINDS:
         raise ValueError(f"kind must be one of {PPC_KINDS}; got {kind!r}.")
@@ -319,6 +321,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
             a.axvline(t_y, color="k", lw=1.8)
             a.set_title(f"{group} = {blk.levels[lev]}", fontsize=8)
             a.set_yticks([])
+            a.xaxis.set_major_locator(MaxNLocator(4))
             a.tick_params(labelsize=7)
         for a in axes[len(levels):]:
             a.set_visible(False)

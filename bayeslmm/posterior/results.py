@@ -458,9 +458,13 @@ class LMMFit:
         """See :func:`bayeslmm.posterior.plots.plot_caterpillar`."""
         return plot_caterpillar(self, factor, effect=effect, **kwargs)
 
-    def plot_ppc(self, **kwargs):
-        """See :func:`bayeslmm.posterior.plots.plot_ppc`."""
-        return plot_ppc(self, **kwargs)
+    def plot_ppc(self, kind="dens_overlay", **kwargs):
+        """Posterior predictive check (brms ``pp_check``); see :func:`bayeslmm.posterior.plots.plot_ppc`."""
+        return plot_ppc(self, kind=kind, **kwargs)
+
+    def pp_check(self, kind="dens_overlay", **kwargs):
+        """brms ``pp_check(type=kind)``: the same as :meth:`plot_ppc`."""
+        return plot_ppc(self, kind=kind, **kwargs)
 
     # --- end analysis ---
 
