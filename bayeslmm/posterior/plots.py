@@ -260,9 +260,13 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
         grid = np.linspace(lo, hi, 256)
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+        def density(v):
+            # A replicated data set with a single value (a small bernoulli fit) has no KDE: draw it flat.
+            return gaussian_kde(v)(grid) if np.ptp(v) > 0 else np.zeros_like(grid)
+
         for row in sub:
-            ax.plot(grid, gaussian_kde(row)(grid), color="C0", alpha=0.25, lw=0.7)
-        ax.plot(grid, gaussian_kde(y)(grid), color="k", lw=2)
+            ax.plot(grid, density(row), color="C0", alpha=0.25, lw=0.7)
+        ax.plot(grid, density(y), color="k", lw=2)
         ax.plot([], [], color="C0", alpha=0.6, label=f"y_rep ({len(sub)} draws)")
         ax.plot([], [], color="k", lw=2, label="y")
         ax.legend(frameon=False, fontsize=8)

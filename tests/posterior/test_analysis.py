@@ -202,6 +202,10 @@ def test_kfold_by_group_holds_out_whole_levels(reduced, data):
         reduced.kfold(K=2, group="nope")
     with pytest.raises(ValueError, match="one fold per row"):
         reduced.kfold(folds=[0, 1])
+    with pytest.raises(ValueError, match="K must be at least 2, got 1"):
+        reduced.kfold(K=1)
+    with pytest.raises(TypeError, match="random_seed"):
+        reduced.kfold(K=2, random_seed="x")
 
 
 def test_compare_kfold_and_loo(kf, reduced, fit):
