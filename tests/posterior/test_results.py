@@ -1,5 +1,6 @@
 """Tables are computed from the posterior draws: check every number against ArviZ on the same draws."""
 
+import re
 import warnings
 
 import arviz as az
@@ -168,5 +169,8 @@ def test_bayes_R2_by_hand(fit):
 
 def test_html_repr(fit):
     html = fit._repr_html_()
-    assert html.count("<table") == len(fit.summary().tables)
-    assert "Multilevel Hyperparameters" in html and "&lt;LMMFit" in html and "color" not in html
+    # the facts table, one per summary section, the priors
+    assert html.count("<table") == len(fit.summary().tables) + 2
+    assert "Multilevel Hyperparameters" in html and "LMMFit" in html
+    colours = re.findall(r"(?:background|color)\s*:\s*([^;'\"]+)", html)
+    assert colours and set(c.strip() for c in colours) <= {"inherit", "transparent"}
