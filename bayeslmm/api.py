@@ -17,6 +17,7 @@ from .model import build_design, prior_table, resolve_plan, resolve_priors
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
+from .posterior.prior import check_sample_prior, prior_draws
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
@@ -48,9 +49,11 @@ class BayesLMM:
         binomial, which also take "probit"; "log" for counts).
     weights : str or array-like, optional
         lme4's ``weights=``: a column name or one value per row (or
-        ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
-        precision weights (residual variance sigma^2 / w_i); other
-        families: each log-likelihood term times w_i.
+        ``y | weights(w) ~`` in the formula, brms; on a Dask frame a
+        column name or the formula). gaussian/lognormal:
+        precision weights (residual variance sigma^2 / w_i), which keep
+        exact marginalization under every plan; other families: each
+        log-likelihood term times w_i.
     priors : Prior or list of Prior, optional
         Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
     na_action : {"error", "drop"}
@@ -66,11 +69,10 @@ class BayesLMM:
             if na_action != "error":
                 raise ValueError(f"na_action={na_action!r} is not supported for a Dask DataFrame; drop the "
                                  "rows with ddf.dropna() first.")
-            if link is not None or weights is not None:
-                raise ValueError("link= and weights= are not supported for a Dask DataFrame (gaussian and "
-                                 f"lognormal with their default identity link only); got link={link!r}, "
-                                 f"weights={weights!r}.")
-            self.design = dask_design(formula, data, family=family)
+            if link is not None:
+                raise ValueError("link= is not supported for a Dask DataFrame (gaussian and lognormal with "
+                                 f"their default identity link only); got link={link!r}.")
+            self.design = dask_design(formula, data, family=family, weights=weights)
         else:
             self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
@@ -102,7 +104,7 @@ class BayesLMM:
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
             sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None,
-            compile_cache=None):
+            compile_cache=None, sample_prior=False):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -135,6 +137,12 @@ class BayesLMM:
             True: that directory; False: no cache; a path: that directory
             (:mod:`bayeslmm.sampling.cache`). A cache directory configured
             for JAX itself takes precedence.
+        sample_prior : {False, True, "no", "yes"}
+            True/"yes" (brms ``sample_prior = "yes"``): also draw
+            ``chains * draws`` values of every parameter from its prior into
+            ``idata.prior`` (:func:`bayeslmm.posterior.prior.prior_draws`),
+            which :meth:`LMMFit.hypothesis` needs for the Savage-Dickey
+            ratio of point hypotheses; saved and loaded with the fit.
 
         Returns
         -------
@@ -159,12 +167,18 @@ class BayesLMM:
         target_accept = check_probability(target_accept, "target_accept")
         random_seed = check_random_seed(random_seed)
         progressbar = check_bool(progressbar, "progressbar")
+        sample_prior = check_sample_prior(sample_prior)
+        if sample_prior and self.is_dask:
+            raise ValueError("sample_prior=True is not supported for a Dask DataFrame (its prior draws need the "
+                             "unmarginalized model, which reads every row); fit an in-memory sample for that.")
         cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
         with interrupt_guard(), compilation_cache(cache_dir):
             idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
                                                  progressbar, low_memory)
+        if sample_prior:
+            idata.add_groups(prior=prior_draws(self.design, self.priors, chains * draws, random_seed=random_seed))
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
         fit.origin = Refit(self._model_args, fit_args)
         fit.check_convergence(stacklevel=2)

@@ -176,8 +176,6 @@ def resolve_plan(design, marginalize="none", approximation=None) -> Marginalizat
         marg = tuple(names)
     elif chosen == ["auto"] and not design.family.gaussian:
         marg, reason = (), f"family={design.family.name!r} is not Gaussian in the effects: every effect sampled"
-    elif chosen == ["auto"] and design.weights is not None:
-        marg, reason = (), "weighted rows: every effect sampled"
     elif chosen == ["auto"]:
         marg, reason = _auto(design)
     else:
@@ -193,11 +191,6 @@ def resolve_plan(design, marginalize="none", approximation=None) -> Marginalizat
             "of the group-level effects needs a likelihood that is Gaussian in them (gaussian, lognormal), and "
             f"the {design.family.name} likelihood is not, so the integral has no closed form. Use "
             "marginalize='none' (every effect sampled, exact) or marginalize='auto'."
-        )
-    if marg and design.weights is not None:
-        raise ValueError(
-            "Weights with a marginalized plan are not supported yet: the marginal density does not take "
-            "per-row residual variances. Use marginalize='none' (exact, every effect sampled)."
         )
     if not names and marg:
         raise ValueError("The formula has no group-level terms to marginalize; use marginalize='none'.")

@@ -156,7 +156,11 @@ def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, 
     """
     import matplotlib.pyplot as plt
 
-    blk = fit.design.block(factor)
+    try:
+        blk = fit.design.block(factor)
+    except KeyError:
+        raise ValueError(f"No grouping factor {factor!r}; the model's factors are "
+                         f"{[b.name for b in fit.design.blocks]}.") from None
     if effect not in blk.terms:
         raise ValueError(f"{factor!r} has effects {list(blk.terms)}, not {effect!r}.")
     r = fit.posterior[f"r_{factor}"].sel({f"{factor}__effect": effect})

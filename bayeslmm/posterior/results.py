@@ -57,6 +57,7 @@ def quiet_diagnostics():
 
 def draw_table(draws: dict, prob: float = 0.95, diagnostics: bool = True) -> pd.DataFrame:
     """One row per named (chain, draw) array: mean, SD, central interval, Rhat, bulk and tail ESS."""
+    prob = check_probability(prob, "prob")
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     rows = {}
     for name, a in draws.items():
@@ -467,6 +468,36 @@ class LMMFit:
         return plot_ppc(self, kind=kind, **kwargs)
 
     # --- end analysis ---
+
+    # --- effects, marginal means, hypotheses (thin wrappers) ---
+    def conditional_effects(self, effects=None, conditions=None, re_formula="NA", prob=0.95,
+                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None):
+        """brms ``conditional_effects``; see :func:`bayeslmm.posterior.effects.conditional_effects`."""
+        from .effects import conditional_effects
+
+        return conditional_effects(self, effects=effects, conditions=conditions, re_formula=re_formula, prob=prob,
+                                   method=method, resolution=resolution, robust=robust, plot=plot,
+                                   random_seed=random_seed)
+
+    def emmeans(self, specs, by=None, at=None, re_formula="NA", type="response", prob=0.95):
+        """Estimated marginal means (emmeans ``emmeans``); see :func:`bayeslmm.posterior.emmeans.emmeans`."""
+        from .emmeans import emmeans
+
+        return emmeans(self, specs, by=by, at=at, re_formula=re_formula, type=type, prob=prob)
+
+    def contrasts(self, specs, method="pairwise", by=None, at=None, re_formula="NA", type="response", prob=0.95):
+        """Contrasts of marginal means (emmeans ``contrast``); see :func:`bayeslmm.posterior.emmeans.contrasts`."""
+        from .emmeans import contrasts
+
+        return contrasts(self, specs, method=method, by=by, at=at, re_formula=re_formula, type=type, prob=prob)
+
+    def hypothesis(self, hypothesis, class_="b", group=None, alpha=0.05, robust=False):
+        """brms ``hypothesis``; see :func:`bayeslmm.posterior.hypothesis.hypothesis`."""
+        from .hypothesis import hypothesis as _hypothesis
+
+        return _hypothesis(self, hypothesis, class_=class_, group=group, alpha=alpha, robust=robust)
+
+    # --- end effects ---
 
     def _repr_html_(self):
         """Notebook view: formula, family, data, plan, the brms summary tables, warnings, priors; inherited colours."""

@@ -188,7 +188,12 @@ def read(path):
     from bayeslmm.model.plan import MarginalizationPlan
     from bayeslmm.model.priors import ResolvedPrior, parse_dist
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike naming a saved fit, got {path!r} "
+                        f"({type(path).__name__}).")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a saved fit.")
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}.")
     try:

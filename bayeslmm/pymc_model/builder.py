@@ -167,7 +167,8 @@ def marginal_data(design, plan) -> MarginalData:
         check_dask_plan(plan)
         return design.md
     factors = [b for b in design.blocks if b.name in plan.marginalized]
-    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
+    # Precision weights (gaussian/lognormal) keep the marginal exact: weighted cross-products.
+    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient, weights=design.weights)
 
 
 def _parents(design, plan):
