@@ -24,7 +24,7 @@ from .sampling.heap import release_freed_memory
 from .sampling.interrupt import check_interrupt, interrupt_guard
 from .sampling.xla import options_for
 
-__all__ = ["BayesLMM"]
+__all__ = ["BayesLMM", "Refit"]
 
 log = logging.getLogger("bayeslmm")
 
@@ -77,6 +77,9 @@ class BayesLMM:
             self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
         self.formula = self.design.spec.formula
+        # What a refit (fit.update, fit.kfold) needs to rebuild this model on other data.
+        self._model_args = dict(formula=formula, data=data, family=family, priors=priors, na_action=na_action,
+                                link=link, weights=weights)
         self.family = self.design.family.name
 
     def get_priors(self):
@@ -150,6 +153,9 @@ class BayesLMM:
         sampler's program, and one blocked factorization per draw to recover
         the integrated-out effects.
         """
+        fit_args = dict(draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=random_seed,
+                        sampler=sampler, marginalize=marginalize, progressbar=progressbar, low_memory=low_memory,
+                        approximation=approximation, compile_cache=compile_cache)
         draws = check_positive_int(draws, "draws")
         tune = check_positive_int(tune, "tune")
         chains = check_positive_int(chains, "chains")
@@ -174,6 +180,7 @@ class BayesLMM:
         if sample_prior:
             idata.add_groups(prior=prior_draws(self.design, self.priors, chains * draws, random_seed=random_seed))
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+        fit.origin = Refit(self._model_args, fit_args)
         fit.check_convergence(stacklevel=2)
         return fit
 
@@ -200,6 +207,75 @@ class BayesLMM:
     def __repr__(self):
         return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"
 
+    def _repr_html_(self):
+        """Notebook view before fitting: formula, family, data size, factors, the plan "auto" would choose, priors.
+
+        The plan comes from the cost model alone (no compilation, no
+        sampling); colours are inherited from the notebook theme.
+        """
+        from .posterior.html import facts_html, section_html, wrap_html
+
+        d = self.design
+        facts = [("Formula", self.formula), ("Family", f"{d.family.name} (link: {d.family.link})"),
+                 ("Data", f"{d.n} observations" + (f" ({d.n_dropped} with NaN dropped)" if d.n_dropped else "")),
+                 ("Fixed effects", ", ".join(d.fixed_names) or "none")]
+        facts += [(f"Factor {b.name}", f"{b.n_levels} levels; effects {', '.join(b.terms)}") for b in d.blocks]
+        try:
+            facts.append(('Plan of marginalize="auto"', self.plan("auto").describe()))
+        except ValueError as err:
+            facts.append(('Plan of marginalize="auto"', f"unavailable: {err}"))
+        return wrap_html([facts_html("BayesLMM (not fitted)", facts), section_html("Priors", self.get_priors())],
+                         "model")
+
     def prior_predictive(self, draws=500, random_seed=None):
         """Prior and prior predictive draws (InferenceData); see :func:`bayeslmm.posterior.predict.prior_predictive`."""
         return prior_predictive(self.design, self.priors, draws=draws, random_seed=random_seed)
+
+
+_MODEL_ARGS = ("family", "link", "weights", "na_action")
+
+
+class Refit:
+    """How a fit was made (``fit.origin``): the :class:`BayesLMM` arguments and the ``fit`` arguments.
+
+    Calling it refits with some of them changed (brms ``update``): the
+    formula through :func:`bayeslmm.model.update.update_formula` (``". ~ . + x"``),
+    ``data``, ``priors`` (None keeps the original ones; ``[]`` returns to
+    the defaults), ``family``/``link``/``weights``/``na_action``, and any
+    argument of :meth:`BayesLMM.fit`. An original ``marginalize`` that names
+    factors keeps those the new formula still has ("auto" if none).
+    Cost: one new fit.
+    """
+
+    def __init__(self, model_args: dict, fit_args: dict):
+        self.model_args, self.fit_args = dict(model_args), dict(fit_args)
+
+    def __call__(self, formula=None, data=None, priors=None, **kwargs):
+        from .model.update import update_formula
+
+        args = dict(self.model_args)
+        if formula is not None:
+            args["formula"] = update_formula(self.model_args["formula"], formula)
+        if data is not None:
+            args["data"] = data
+        if priors is not None:
+            args["priors"] = priors
+        for k in _MODEL_ARGS:
+            if k in kwargs:
+                args[k] = kwargs.pop(k)
+        unknown = set(kwargs) - set(self.fit_args)
+        if unknown:
+            raise TypeError(f"update got unknown argument(s) {sorted(unknown)}; it takes formula, data, "
+                            f"priors, {', '.join(_MODEL_ARGS)} and the arguments of fit: {sorted(self.fit_args)}.")
+        model = BayesLMM(**args)
+        fit_args = {**self.fit_args, **kwargs}
+        marg = fit_args["marginalize"]
+        if "marginalize" not in kwargs and not (isinstance(marg, str) and marg in ("auto", "all", "none")):
+            # Factors named in the original plan that the new formula dropped are dropped from it too.
+            have = {b.name for b in model.design.blocks}
+            kept = [m for m in ([marg] if isinstance(marg, str) else list(marg)) if m in have]
+            fit_args["marginalize"] = kept if kept else "auto"
+        return model.fit(**fit_args)
+
+    def __repr__(self):
+        return f"Refit({self.model_args['formula']!r}, fit_args={self.fit_args!r})"
