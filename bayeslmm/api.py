@@ -109,11 +109,18 @@ class BayesLMM:
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
             Only gaussian and lognormal can be integrated exactly: for the
-            other families anything but "none"/"auto" is a ValueError and
-            "auto" means "none".
-        approximation : None
-            Only None (exact integration) is available; any other value is a
-            ValueError that names the plans that work.
+            other families anything but "none"/"auto" is a ValueError unless
+            ``approximation="laplace"``, and "auto" means "none".
+        approximation : None or "laplace"
+            None: exact integration only. "laplace": the marginalized factors
+            are integrated out by a Laplace approximation at the conditional
+            mode of the effects (bernoulli, binomial, poisson, negbinomial,
+            and gaussian/lognormal where it is exact; not student), their
+            effects drawn per posterior draw from that Gaussian; "auto" then
+            chooses among "none" and the Laplace plans. Each gradient costs a
+            Newton solve (typically 4-8 steps of O(N)); docs/marginalization.md
+            gives the accuracy, which is poorest with few observations per
+            level (the fit then warns).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
             With "numpyro", NUTS also checks for U-turns between the halves
             of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
