@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
+from .model.plan import laplace_accuracy_warning
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
@@ -168,6 +170,9 @@ class BayesLMM:
                                                  progressbar, low_memory)
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
         fit.check_convergence(stacklevel=2)
+        note = laplace_accuracy_warning(self.design, plan)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=2)
         return fit
 
     def _sample(self, plan, draws, tune, chains, target_accept, random_seed, sampler, progressbar, low_memory):
