@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
+from .model.plan import laplace_accuracy_warning
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
@@ -114,11 +116,18 @@ class BayesLMM:
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
             Only gaussian and lognormal can be integrated exactly: for the
-            other families anything but "none"/"auto" is a ValueError and
-            "auto" means "none".
-        approximation : None
-            Only None (exact integration) is available; any other value is a
-            ValueError that names the plans that work.
+            other families anything but "none"/"auto" is a ValueError unless
+            ``approximation="laplace"``, and "auto" means "none".
+        approximation : None or "laplace"
+            None: exact integration only. "laplace": the marginalized factors
+            are integrated out by a Laplace approximation at the conditional
+            mode of the effects (bernoulli, binomial, poisson, negbinomial,
+            and gaussian/lognormal where it is exact; not student), their
+            effects drawn per posterior draw from that Gaussian; "auto" then
+            chooses among "none" and the Laplace plans. Each gradient costs a
+            Newton solve (typically 4-8 steps of O(N)); docs/marginalization.md
+            gives the accuracy, which is poorest with few observations per
+            level (the fit then warns).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
             With "numpyro", NUTS also checks for U-turns between the halves
             of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
@@ -182,6 +191,9 @@ class BayesLMM:
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
         fit.origin = Refit(self._model_args, fit_args)
         fit.check_convergence(stacklevel=2)
+        note = laplace_accuracy_warning(self.design, plan)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=2)
         return fit
 
     def _sample(self, plan, draws, tune, chains, target_accept, random_seed, sampler, progressbar, low_memory):

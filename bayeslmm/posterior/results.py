@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.checks import check_bool, check_probability
+from bayeslmm.model.plan import laplace_accuracy_warning
 from bayeslmm.model.priors import prior_table
 
 from . import store
@@ -271,9 +272,17 @@ class LMMFit:
         return df
 
     def summary(self, prob: float = 0.95) -> FitSummary:
-        """brms-style summary: group-level, population-level and family parameters with diagnostics."""
+        """brms-style summary: group-level, population-level and family parameters with diagnostics.
+
+        Warns once per fit (UserWarning) when a Laplace plan integrated out factors with few
+        observations per level (:func:`bayeslmm.model.plan.laplace_accuracy_warning`).
+        """
         prob = check_probability(prob, "prob")
         d = self.design
+        note = laplace_accuracy_warning(d, self.plan)
+        if note and not getattr(self, "_laplace_warned", False):
+            self._laplace_warned = True
+            warnings.warn(note, UserWarning, stacklevel=2)
         post = self.posterior
         n_draws = post.sizes["chain"] * post.sizes["draw"]
         header = [
