@@ -126,8 +126,8 @@ def test_pointwise_loglik_uses_recovered_effects(fitted):
 
 def test_predict_posterior_predictive_and_round_trip(fitted, tmp_path):
     name, df, fit, _ = fitted
-    link, mean = fit.predict(kind="link"), fit.predict(kind="mean")
-    resp = fit.predict(kind="response", random_seed=1)
+    link, mean = fit.predict(kind="link", summary=False), fit.predict(kind="mean", summary=False)
+    resp = fit.predict(kind="response", random_seed=1, summary=False)
     assert link.shape == mean.shape == resp.shape == (300, len(df))
     eta = linear_predictor(fit.posterior, prediction_rows(fit.design, None, None, False))
     np.testing.assert_allclose(link, eta + np.asarray(fit.design.offset))
@@ -141,7 +141,7 @@ def test_predict_posterior_predictive_and_round_trip(fitted, tmp_path):
     fit.save(path)
     back = bayeslmm.load(path)
     assert back.plan == fit.plan and "Laplace approximation" in back.plan.describe()
-    np.testing.assert_allclose(back.predict(df, kind="mean"), mean)
+    np.testing.assert_allclose(back.predict(df, kind="mean", summary=False), mean)
 
 
 def test_recovered_effects_are_draws_from_the_laplace_gaussian(fitted):
