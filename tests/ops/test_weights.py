@@ -134,15 +134,10 @@ def test_weighted_gradient_matches_finite_differences(name, mode):
     fd = np.array([(float(fj(theta + h * e)) - float(fj(theta - h * e))) / (2 * h) for e in np.eye(theta.size)])
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * (1 + np.abs(fd).max()))
     # The finite differences are of the dense density itself, not only of the kernel.
-    dense = np.array([(dense_logpdf(case, w, *_dense_args(unpack(theta + h * e)))
-                       - dense_logpdf(case, w, *_dense_args(unpack(theta - h * e)))) / (2 * h)
+    dense = np.array([(dense_logpdf(case, w, *unpack(theta + h * e))
+                       - dense_logpdf(case, w, *unpack(theta - h * e))) / (2 * h)
                       for e in np.eye(theta.size)[:3]])
     np.testing.assert_allclose(grad[:3], dense, rtol=1e-5, atol=1e-5)
-
-
-def _dense_args(parts):
-    beta, sigma, Ls = parts
-    return beta, sigma, Ls
 
 
 @pytest.mark.parametrize("name", list(CASES))
