@@ -76,12 +76,18 @@ MODEL_CASES = [
     ("datetime-predictor", lambda: BayesLMM("y ~ t + (1|g)", _with(t=pd.date_range("2020", periods=N))), TypeError,
      "datetime"),
     ("huge-predictor", lambda: BayesLMM("y ~ x + (1|g)", _with(x=D.x * 1e300)), ValueError, "magnitude"),
+    ("tiny-predictor", lambda: BayesLMM("y ~ x + (1|g)", _with(x=D.x * 1e-300)), ValueError, "magnitude"),
+    ("huge-response", lambda: BayesLMM("y ~ x + (1|g)", _with(y=D.y * 1e300)), ValueError, "magnitude"),
+    ("complex-predictor", lambda: BayesLMM("y ~ c + (1|g)", _with(c=D.x + 1j)), TypeError, "complex"),
+    ("weights-strings", lambda: BayesLMM("y ~ x + (1|g)", D, weights=np.array(["a"] * N)), TypeError, "weights"),
+    ("weights-dict", lambda: BayesLMM("y ~ x + (1|g)", D, weights={"a": 1}), TypeError, "weights"),
     ("log-nonpositive", lambda: BayesLMM("log(y) ~ x + (1|g)", D), ValueError, "non-finite"),
     ("nan-in-C-named-column", lambda: BayesLMM("y ~ C + (1|g)", _with(C=np.r_[np.nan, D.x[1:]])), ValueError, "'C'"),
     ("nan-in-I-named-column", lambda: BayesLMM("y ~ I + (1|g)", _with(I=np.r_[np.nan, D.x[1:]])), ValueError, "'I'"),
     ("nan-in-T-named-column", lambda: BayesLMM("y ~ T + (1|g)", _with(T=np.r_[np.nan, D.x[1:]])), ValueError, "'T'"),
     # priors
     ("prior-unparseable", lambda: Prior("normal 0 1"), ValueError, "normal 0 1"),
+    ("prior-dist-not-str", lambda: Prior(3), TypeError, "prior dist"),
     ("prior-unknown-dist", lambda: Prior("gaussian(0, 1)"), ValueError, "gaussian"),
     ("prior-unknown-class", lambda: Prior("normal(0, 1)", cls="beta"), ValueError, "beta"),
     ("prior-wrong-arity", lambda: Prior("normal(0)"), ValueError, "2 argument"),
@@ -196,6 +202,14 @@ def _post_cases(tmp):
          "allow_new_levels"),
         ("predict-bad-kind", lambda f: f.predict(kind="median"), ValueError, "median"),
         ("predict-bad-re-formula", lambda f: f.predict(re_formula="~ (1|zz)"), ValueError, "zz"),
+        ("predict-seed-str", lambda f: f.predict(kind="response", random_seed="x"), TypeError, "random_seed"),
+        ("predict-mixed-type-group", lambda f: f.predict(newdata=D.assign(g=[1, "g1"] * (N // 2)),
+                                                         allow_new_levels=True), TypeError, "'g'"),
+        ("predict-re-formula-unparseable", lambda f: f.predict(re_formula="~ (1|"), ValueError, "re_formula"),
+        ("fixef-prob-big", lambda f: f.fixef(prob=2), ValueError, "prob"),
+        ("caterpillar-unknown-factor", lambda f: f.plot_caterpillar("zz"), ValueError, "zz"),
+        ("load-not-a-path", lambda f: bayeslmm.load(3), TypeError, "path"),
+        ("load-directory", lambda f: bayeslmm.load(tmp), ValueError, "directory"),
         ("summary-prob-big", lambda f: f.summary(prob=1.5), ValueError, "prob"),
         ("summary-prob-zero", lambda f: f.summary(prob=0), ValueError, "prob"),
         ("summary-prob-str", lambda f: f.summary(prob="0.9"), TypeError, "prob"),
@@ -226,3 +240,18 @@ def test_bad_post_fit_inputs(tiny_fit, tmp_path):
 
 def test_case_count():
     assert len(MODEL_CASES) + 14 >= 80
+
+
+@pytest.mark.parametrize("na_action", ["error", "drop"])
+def test_nan_in_weights_array_named_as_the_argument(no_compile, na_action):
+    w = np.r_[np.nan, np.ones(N - 1)]
+    if na_action == "error":
+        with pytest.raises(ValueError) as info:
+            BayesLMM("y ~ x + (1|g)", D, weights=w)
+        assert "'weights': 1" in str(info.value) and "__weights__" not in str(info.value)
+    else:
+        with pytest.warns(UserWarning, match="Dropped 1 rows"):
+            m = BayesLMM("y ~ x + (1|g)", D, weights=w, na_action="drop")
+        # The row with the NaN weight goes, with its weight: the rest keep theirs.
+        assert m.design.n == N - 1
+        np.testing.assert_array_equal(m.design.weights, np.ones(N - 1))

@@ -44,9 +44,11 @@ def check_columns_exist(names, data: pd.DataFrame, formula: str) -> None:
     missing = [n for n in names if n not in data.columns]
     if missing:
         cols = ", ".join(map(str, data.columns[:20])) + (" ..." if len(data.columns) > 20 else "")
+        odd = [c for c in data.columns if isinstance(c, str) and not (c.replace(".", "_").isidentifier())]
+        hint = (f" Names that are not identifiers must be quoted with backticks, like `{odd[0]}`." if odd else "")
         raise ValueError(
             f"Column(s) {', '.join(repr(m) for m in missing)} used in formula {formula!r} "
-            f"not found in data. Available columns: {cols}."
+            f"not found in data. Available columns: {cols}.{hint}"
         )
 
 
@@ -57,18 +59,21 @@ def _bad_mask(col: pd.Series) -> np.ndarray:
     return bad
 
 
-def check_finite_rows(data: pd.DataFrame, columns, na_action: str) -> tuple[pd.DataFrame, int]:
+def check_finite_rows(data: pd.DataFrame, columns, na_action: str, labels=None) -> tuple[pd.DataFrame, int]:
     """Find rows with NaN/inf in the used columns; raise, or drop them.
 
+    ``labels`` maps a column the package added (an array argument carried
+    as a column) to the name the user knows it by, for the message.
     Returns the (possibly reduced) data and the number of rows dropped.
     """
+    labels = labels or {}
     check_choice(na_action, ("error", "drop"), "na_action")
     bad = np.zeros(len(data), dtype=bool)
     per_col = {}
     for c in columns:
         m = _bad_mask(data[c])
         if m.any():
-            per_col[c] = int(m.sum())
+            per_col[labels.get(c, c)] = int(m.sum())
         bad |= m
     n_bad = int(bad.sum())
     if n_bad == 0:
@@ -180,6 +185,8 @@ def check_mixed_types(data: pd.DataFrame, columns) -> None:
     """An object column mixing types (``1`` and ``"1"``) gives levels that print the same but differ."""
     for c in columns:
         col = data[c]
+        if pd.api.types.is_complex_dtype(col):
+            raise TypeError(f"Column {c!r} holds complex numbers; the model's columns must be real.")
         if col.dtype != object:
             continue
         vals = col.dropna()
@@ -212,15 +219,26 @@ def check_levels_vs_rows(name: str, n_levels: int, n: int) -> None:
         )
 
 
+def check_magnitude(x, name: str) -> None:
+    """Values beyond 1e150 overflow when squared; non-zero values all below 1e-150 underflow (their SD is 0)."""
+    x = np.abs(np.asarray(x, dtype=float))
+    if not x.size or not np.isfinite(x).all():
+        return
+    top = x.max()
+    if top > 1e150:
+        raise ValueError(f"Column {name!r} has magnitude {top:.3g}; rescale it "
+                         "(values beyond 1e150 overflow when squared).")
+    if 0 < top < 1e-150:
+        raise ValueError(f"Column {name!r} has magnitude {top:.3g}; rescale it "
+                         "(values below 1e-150 underflow when squared, so their spread reads as 0).")
+
+
 def check_fixed_factors(data: pd.DataFrame, columns) -> None:
     """A categorical predictor with one level: R's "contrasts can be applied only to factors with 2 or more levels"."""
     for c in columns:
         col = data[c]
         if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            x = col.to_numpy(dtype=float)
-            if x.size and np.isfinite(x).all() and np.abs(x).max() > 1e150:
-                raise ValueError(f"Column {c!r} has magnitude {np.abs(x).max():.3g}; rescale it "
-                                 "(values beyond 1e150 overflow when squared).")
+            check_magnitude(col.to_numpy(dtype=float), c)
             continue
         if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
             raise TypeError(f"Column {c!r} is a datetime column; convert it to a number "

@@ -23,6 +23,7 @@ from .checks import (
     check_finite_rows,
     check_full_rank,
     check_constant_response,
+    check_magnitude,
     check_fixed_factors,
     check_levels,
     check_levels_vs_rows,
@@ -31,7 +32,7 @@ from .checks import (
     check_unique_columns,
 )
 from .families import Family, get_family
-from .formula import FormulaSpec, parse_formula
+from .formula import QUOTED, FormulaSpec, parse_formula, unquote
 
 __all__ = ["ReBlock", "Design", "build_design", "NAMESPACE", "factor_labels", "formula_variables",
            "common_matrix"]
@@ -42,7 +43,8 @@ NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log1p": np.log1p, "
              "log10": np.log10, "log2": np.log2, "np": np}
 _RESERVED = set(NAMESPACE) | {"C", "I", "Sum", "Treatment", "S", "T", "levels", "True", "False",
                               "center", "scale", "standardize", "pow"}
-_IDENT = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
+# Unquoted names as formulae reads them: identifiers in any script, with dots.
+_IDENT = re.compile(r"(?:[^\W\d]|\.)[\w.]*")
 _STRING = re.compile(r"\"[^\"]*\"|'[^']*'")
 
 
@@ -168,7 +170,12 @@ class Design:
 
     @property
     def log_jacobian(self) -> float:
-        """log |d model scale / d y| summed over the rows (0 for gaussian)."""
+        """log |d model scale / d y| summed over the rows that enter the likelihood (0 for gaussian).
+
+        A row of precision weight 0 has infinite variance and is not part of the likelihood.
+        """
+        if self.weights is not None and self.family.gaussian:
+            return self.family.log_jacobian(self.y_original[self.weights > 0])
         return self.family.log_jacobian(self.y_original)
 
     def moments(self) -> "Moments":
@@ -198,6 +205,9 @@ def formula_variables(spec: FormulaSpec) -> list[str]:
     texts += [e for e in (spec.trials, spec.weights) if e is not None]
     for text in texts:
         text = _STRING.sub("", text)
+        for q in QUOTED.findall(text):
+            names.setdefault(q)
+        text = QUOTED.sub(" ", text)
         for m in _IDENT.finditer(text):
             tok, end = m.group(), m.end()
             rest = text[end:].lstrip()
@@ -215,7 +225,8 @@ def formula_variables(spec: FormulaSpec) -> list[str]:
 def _columns_in(text: str, data: pd.DataFrame) -> list[str]:
     """The columns of ``data`` named in one formula part."""
     text = _STRING.sub("", text)
-    return list(dict.fromkeys(m.group() for m in _IDENT.finditer(text) if m.group() in data.columns))
+    found = QUOTED.findall(text) + [m.group() for m in _IDENT.finditer(QUOTED.sub(" ", text))]
+    return list(dict.fromkeys(c for c in found if c in data.columns))
 
 
 def _labels(col: pd.Series) -> pd.Series:
@@ -351,7 +362,11 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     fam = get_family(family, link)
     if weights is not None and not isinstance(weights, str):
         # Rows dropped for NaN must drop their weight too: carry it as a column.
-        w_arr = np.asarray(weights, dtype=float).reshape(-1)
+        try:
+            w_arr = np.asarray(weights, dtype=float).reshape(-1)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"weights must be a column name or one number per row; got a "
+                            f"{type(weights).__name__} that is not numeric ({err}).") from None
         if w_arr.shape[0] != len(data):
             raise ValueError(f"weights has {w_arr.shape[0]} values for {len(data)} rows of data.")
         data = data.assign(**{"__weights__": w_arr})
@@ -363,13 +378,14 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     check_unique_columns(data)
     check_columns_exist(variables, data, spec.formula)
     check_mixed_types(data, variables)
-    data, n_dropped = check_finite_rows(data, variables, na_action)
+    data, n_dropped = check_finite_rows(data, variables, na_action, labels={"__weights__": "weights"})
     if n_dropped:
         warnings.warn(f"Dropped {n_dropped} rows with NaN or infinite values (na_action='drop').", stacklevel=3)
     data = data.reset_index(drop=True)
 
-    if spec.response in data.columns and not pd.api.types.is_numeric_dtype(data[spec.response]):
-        raise TypeError(f"The response {spec.response!r} must be numeric, got dtype {data[spec.response].dtype}.")
+    response_col = unquote(spec.response)
+    if response_col in data.columns and not pd.api.types.is_numeric_dtype(data[response_col]):
+        raise TypeError(f"The response {response_col!r} must be numeric, got dtype {data[response_col].dtype}.")
     try:
         resp = fm.design_matrices(f"{spec.response} ~ 1", data, na_action="error", extra_namespace=NAMESPACE)
     except Exception as err:  # formulae's errors do not say which part of the formula failed
@@ -385,11 +401,12 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     fam.check_response(y_orig, spec.response, trials)
     if fam.gaussian:
         check_constant_response(y_orig, spec.response)
-    check_fixed_factors(data, [c for c in _columns_in(spec.fixed, data) if c != spec.response])
+    check_fixed_factors(data, [c for c in _columns_in(spec.fixed, data) if c != response_col])
     w = _weights(spec, data, weights)
     offset = offset_of(spec, data)
     y = fam.to_model_scale(y_orig)
     if fam.gaussian:
+        check_magnitude(y, spec.response)
         y = y - offset
 
     try:

@@ -27,9 +27,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FormulaSpec", "RandomTerm", "parse_formula"]
+__all__ = ["FormulaSpec", "RandomTerm", "parse_formula", "QUOTED", "unquote"]
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+# Column names as formulae reads them unquoted: Python identifiers (any script) and dots.
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$")
+# formulae's quoting of other names: `my col`.
+QUOTED = re.compile(r"`([^`]*)`")
+# Characters this module splits formulas on; inside a quoted name they would split it.
+_UNQUOTABLE = set("~|()+{}[]")
 # R users write contrasts as contr.sum; formulae calls them Sum/Treatment.
 _R_CONTRASTS = {"contr.sum": "Sum", "contr.treatment": "Treatment"}
 
@@ -71,6 +76,23 @@ class FormulaSpec:
         for t in self.random:
             seen.setdefault(t.factor_name)
         return tuple(seen)
+
+
+def unquote(name: str) -> str:
+    """```my col``` -> ``my col``; any other text unchanged."""
+    m = QUOTED.fullmatch(name.strip())
+    return m.group(1) if m else name
+
+
+def _check_quoting(formula: str) -> None:
+    if formula.count("`") % 2:
+        raise ValueError(f"Malformed formula {formula!r}: unmatched backtick; quote a column name as `my col`.")
+    for name in QUOTED.findall(formula):
+        bad = sorted(set(name) & _UNQUOTABLE)
+        if not name.strip() or bad:
+            raise ValueError(f"Malformed formula {formula!r}: the quoted column name `{name}` "
+                             + (f"contains {' '.join(bad)}, which formulas split on; rename the column."
+                                if bad else "is empty."))
 
 
 def _check_balanced(s: str, formula: str) -> None:
@@ -136,11 +158,12 @@ def _expand_factor(rhs: str, formula: str) -> list[tuple[str, ...]]:
     for part in nested:
         cols = tuple(c.strip() for c in part.split(":"))
         for c in cols:
-            if not _NAME.match(c):
+            if not (_NAME.match(c) or QUOTED.fullmatch(c)):
                 raise ValueError(
                     f"Malformed formula {formula!r}: grouping factor {rhs!r} must be column names "
-                    "joined by ':' or '/' (got {c!r})."
+                    f"joined by ':' or '/', a name that is not an identifier quoted as `my col` (got {c!r})."
                 )
+        cols = tuple(unquote(c) for c in cols)
         prefix = prefix + cols
         out.append(prefix)
     return out
@@ -236,6 +259,7 @@ def parse_formula(formula: str) -> FormulaSpec:
         raise TypeError(f"formula must be a string, got {type(formula).__name__}.")
     if formula.count("~") != 1:
         raise ValueError(f"Malformed formula {formula!r}: it needs exactly one '~' between response and predictors.")
+    _check_quoting(formula)
     _check_balanced(formula, formula)
     lhs, rhs = (s.strip() for s in formula.split("~"))
     if not lhs:

@@ -118,6 +118,9 @@ class Prior:
     group: str | None = None
 
     def __post_init__(self):
+        if not isinstance(self.dist, str):
+            raise TypeError(f"Prior dist must be a string like 'normal(0, 1)', got {self.dist!r} "
+                            f"({type(self.dist).__name__}).")
         if self.cls not in CLASSES:
             raise ValueError(f"Unknown prior class {self.cls!r}; classes are {', '.join(CLASSES)}.")
         parse_dist(self.dist)

@@ -24,8 +24,8 @@ import pandas as pd
 from scipy.special import expit, ndtr
 
 from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
-from bayeslmm.model.checks import check_bool, check_finite_rows
-from bayeslmm.model.formula import FormulaSpec, parse_formula
+from bayeslmm.model.checks import check_bool, check_finite_rows, check_mixed_types, check_probability, check_random_seed
+from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
 
 from .recover import stack_draws
 
@@ -85,7 +85,10 @@ def _included_effects(design, re_formula) -> dict:
         return {}
     if not text.startswith("~"):
         raise ValueError(f"re_formula must be None, 'NA' or start with '~', like '~ (1 | subj)'; got {re_formula!r}.")
-    spec = parse_formula("__response__ " + text)
+    try:
+        spec = parse_formula("__response__ " + text)
+    except ValueError as err:
+        raise ValueError(f"Cannot read re_formula {re_formula!r}: {err}") from None
     import formulae as fm
 
     out: dict = {}
@@ -174,7 +177,8 @@ def prediction_rows(design, newdata, re_formula, allow_new_levels) -> Prediction
         raise TypeError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
     if len(newdata) == 0:
         raise ValueError("newdata is empty: the DataFrame has no rows to predict for.")
-    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != design.spec.response]
+    used = [c for c in formula_variables(design.spec) if c in newdata.columns and c != unquote(design.spec.response)]
+    check_mixed_types(newdata, used)
     check_finite_rows(newdata, used, "error")
     newdata = newdata.reset_index(drop=True)
     if design.fixed_matrix is not None:
@@ -284,7 +288,7 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     if sample_new_levels != "gaussian":
         raise ValueError(f"sample_new_levels={sample_new_levels!r} is not supported; only 'gaussian' is.")
-    rng = np.random.default_rng(random_seed)
+    rng = np.random.default_rng(check_random_seed(random_seed))
     design = fit.design
     rows = prediction_rows(design, newdata, re_formula, allow_new_levels)
     offset, trials = row_offset_trials(design, newdata, need_trials=kind != "link")
@@ -308,8 +312,7 @@ def summarise_draws(draws, index=None, prob: float = 0.95) -> pd.DataFrame:
     a = np.asarray(draws, dtype=float)
     if a.ndim != 2:
         raise ValueError(f"draws must be a 2-d array (draws x rows); got shape {a.shape}")
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1); got {prob!r}")
+    prob = check_probability(prob, "prob")
     lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
     return pd.DataFrame({"Estimate": a.mean(0), "Est.Error": a.std(0, ddof=1),
                          f"Q{100 * lo:g}": np.quantile(a, lo, axis=0), f"Q{100 * hi:g}": np.quantile(a, hi, axis=0)},

@@ -74,7 +74,8 @@ def _design_dataset(fit):
         "priors": [{"prior": _prior_text(p), "cls": p.cls, "coef": p.coef, "group": p.group, "source": p.source}
                    for p in fit.priors],
         "plan": {"marginalized": list(fit.plan.marginalized), "sampled": list(fit.plan.sampled),
-                 "requested": _plain(fit.plan.requested), "reason": fit.plan.reason},
+                 "requested": _plain(fit.plan.requested), "reason": fit.plan.reason,
+                 "approximation": fit.plan.approximation},
         "sampler": fit.sampler,
         "timings": {k: float(v) for k, v in fit.timings.items()},
     }
@@ -188,7 +189,12 @@ def read(path):
     from bayeslmm.model.plan import MarginalizationPlan
     from bayeslmm.model.priors import ResolvedPrior, parse_dist
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike naming a saved fit, got {path!r} "
+                        f"({type(path).__name__}).")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a saved fit.")
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {path}.")
     try:
@@ -212,5 +218,6 @@ def read(path):
               for p in spec["priors"]]
     pl = spec["plan"]
     requested = tuple(pl["requested"]) if isinstance(pl["requested"], list) else pl["requested"]
-    plan = MarginalizationPlan(tuple(pl["marginalized"]), tuple(pl["sampled"]), requested, pl["reason"])
+    plan = MarginalizationPlan(tuple(pl["marginalized"]), tuple(pl["sampled"]), requested, pl["reason"],
+                               pl.get("approximation"))
     return idata, design, priors, plan, spec["sampler"], spec["timings"]

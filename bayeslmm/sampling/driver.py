@@ -259,8 +259,11 @@ def _sample_nutpie(model, draws, tune, chains, target_accept, seed, progressbar)
     import nutpie
     import pytensor
 
+    # freeze_model=False: nutpie's freezing rebuilds the model as a new pm.Model, which
+    # drops check_bounds=False, so PyMC's parameter checks come back, among them LKJCorr's
+    # MatrixIsPositiveDefinite, which has no JAX translation.
     with pytensor.config.change_flags(traceback__limit=0):
-        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")
+        compiled = nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax", freeze_model=False)
     idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, target_accept=target_accept,
                           progress_bar=progressbar, save_warmup=False)
     # nutpie keeps each transformed variable's unconstrained value too (sigma_log__), as PyMC's samplers do not.

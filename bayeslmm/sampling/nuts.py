@@ -251,6 +251,10 @@ def _wait(fn, *args):
     is inside it, CPython cannot deliver KeyboardInterrupt. Left behind on
     an interrupt, the thread finishes its call and its result is dropped.
     """
+    # Not a daemon: an interpreter that exits after the interrupt waits for the call
+    # to end. A daemon thread still inside XLA at exit is stopped by pthread_exit when it
+    # next takes the GIL, and the forced unwind through XLA's C++ aborts the process
+    # ("FATAL: exception not rethrown").
     import jax
 
     box, done = {}, threading.Event()
@@ -264,7 +268,7 @@ def _wait(fn, *args):
         finally:
             done.set()
 
-    threading.Thread(target=run, daemon=True, name="bayeslmm-compile").start()
+    threading.Thread(target=run, name="bayeslmm-compile").start()
     while not done.wait(0.1):
         check_interrupt()
     check_interrupt()
@@ -294,7 +298,7 @@ def _compile_both(init, run, init_args, compiler_options=None):
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             box["err"] = e
 
-    worker = threading.Thread(target=compile_run, daemon=True, name="bayeslmm-compile-run")
+    worker = threading.Thread(target=compile_run, name="bayeslmm-compile-run")  # not a daemon: see _wait
     worker.start()
     init_compiled = _wait(traced.lower().compile, opts)
     while worker.is_alive():
@@ -388,7 +392,9 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
         finally:
             finished[c].set()
 
-    threads = [threading.Thread(target=chain, args=(c,), name=f"bayeslmm-chain-{c}", daemon=True)
+    # Not daemons (see _wait): on an interrupt they stop after their chunk, and an
+    # interpreter that exits waits for that rather than killing them inside XLA.
+    threads = [threading.Thread(target=chain, args=(c,), name=f"bayeslmm-chain-{c}")
                for c in range(len(keys))]
     # Waits on events, in short steps, rather than Thread.join: an interrupt
     # reaches this thread at once, and a join that an interrupt has broken

@@ -67,3 +67,26 @@ def test_import_changes_nothing_in_the_process():
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] True ['NullHandler'] True 0", out.stdout
+
+
+def test_nutpie_fits_a_correlated_block():
+    """nutpie on an LKJ correlation: no parameter check without a JAX translation, the same posterior as numpyro."""
+    import arviz as az
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(12), 10)
+    x = rng.normal(size=g.size)
+    d = pd.DataFrame({"x": x, "g": g})
+    d["y"] = 1 + x + rng.normal(size=12)[g] + 0.5 * rng.normal(size=12)[g] * x + rng.normal(size=g.size)
+    m = BayesLMM("y ~ x + (x | g)", d)
+    fits = {s: m.fit(draws=300, tune=300, chains=2, sampler=s, marginalize="none", random_seed=3, progressbar=False)
+            for s in ("nutpie", "numpyro")}
+    for name in ("sd_g", "cor_g"):
+        a, b = (fits[s].posterior[name] for s in ("nutpie", "numpyro"))
+        ma, mb = a.mean(("chain", "draw")), b.mean(("chain", "draw"))
+        se = np.sqrt(a.std(("chain", "draw")) ** 2 / az.ess(a.to_dataset())[name]
+                     + b.std(("chain", "draw")) ** 2 / az.ess(b.to_dataset())[name])
+        off = np.abs(np.asarray(ma - mb)) > 5 * np.asarray(se) + 1e-9
+        assert not off.any(), (name, np.asarray(ma), np.asarray(mb), np.asarray(se))
+    assert fits["nutpie"].posterior["cor_g"].shape[-2:] == (2, 2)
