@@ -273,3 +273,30 @@ def test_no_warnings_on_a_correct_fit(gaussian_fit):
         gaussian_fit.emmeans("cond", by="g")
         gaussian_fit.contrasts(["cond", "g"])
         gaussian_fit.hypothesis(["x > 0", "x = 0"])
+
+
+def test_grid_rules_without_a_fit():
+    """Means, reference levels, C() of a numeric column, trials = 1 and the offset at its mean (brms's rules)."""
+    from bayeslmm.model import build_design
+    from bayeslmm.posterior.grid import _offset_trials, complete_grid, model_variables
+
+    rng = np.random.default_rng(0)
+    n = 40
+    df = pd.DataFrame({"x": rng.normal(3, 1, n), "f": np.tile(["q", "p"], n // 2), "k": np.repeat([2, 1, 2, 1], n // 4),
+                       "subj": np.repeat(list("abcd"), n // 4), "expo": rng.uniform(1, 4, n)})
+    df["tr"] = 8
+    df["s"] = rng.binomial(8, 0.4, n)
+    df["cnt"] = rng.poisson(2, n)
+    d = build_design("s | trials(tr) ~ x + f + C(k) + (1 | subj)", df, family="binomial")
+    v = model_variables(d)
+    assert np.isclose(v["x"].mean, df["x"].mean()) and v["f"].levels == ("p", "q") and v["k"].levels == (1, 2)
+    grid = complete_grid(d, pd.DataFrame({"x": [0.0, 1.0]}), re_formula="NA")
+    assert list(grid["f"]) == ["p", "p"] and list(grid["k"]) == [1, 1] and "subj" not in grid
+    offset, trials = _offset_trials(d, grid)
+    assert np.array_equal(trials, [1.0, 1.0]) and offset == 0.0
+    assert (complete_grid(d, grid, re_formula=None)["subj"] == "__new_level__").all()
+    p = build_design("cnt ~ x + offset(log(expo)) + (1 | subj)", df, family="poisson")
+    offset, _ = _offset_trials(p, complete_grid(p, pd.DataFrame({"x": [0.0]}), "NA"))
+    assert np.isclose(offset, np.log(df["expo"]).mean())
+    offset, _ = _offset_trials(p, complete_grid(p, pd.DataFrame({"x": [0.0], "expo": [2.0]}), "NA"))
+    assert np.allclose(offset, np.log(2.0))
