@@ -62,7 +62,7 @@ def test_caterpillar(fit):
     assert isinstance(ax, Axes) and len(ax.get_yticklabels()) == 8
     with pytest.raises(ValueError, match="has effects"):
         fit.plot_caterpillar("subj", "nope")
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="No grouping factor 'nope'"):
         fit.plot_caterpillar("nope")
 
 
