@@ -78,6 +78,10 @@ class DaskDesign:
     moments_: Moments
     log_jacobian: float
     data: object
+    # The formula as evaluated on the partitions, and what turns a frame into the one it
+    # reads (global scale()/center() columns added; see _global_transforms).
+    eval_spec: object = None
+    transform: object = None
     y = None
     y_original = None
     X = None
@@ -249,22 +253,26 @@ def _global_transforms(spec: FormulaSpec, ddf):
                          "supported on a Dask DataFrame; on a Dask frame they take one column, like scale(x) "
                          "(add the expression as a column with ddf.assign(...) first).")
     if not calls:
-        return ddf, spec, lambda names: names
+        return ddf, spec, lambda names: names, lambda frame: frame
     missing = [c for _, _, c in calls if c not in ddf.columns]
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
     cols = list(dict.fromkeys(c for _, _, c in calls))
     stats = dask.compute(*[(ddf[c].mean(), ddf[c].var(ddof=0)) for c in cols])
     moments = {c: (float(m), float(np.sqrt(v))) for c, (m, v) in zip(cols, stats)}
-    new_cols, text, back = {}, spec.formula, {}
+    text, back, how = spec.formula, {}, {}
     for i, (call, fn, col) in enumerate(calls):
         mean, sd = moments[col]
         if fn != "center" and not sd > 0:
             raise ValueError(f"{call} in {spec.formula!r}: column {col!r} is constant over the Dask frame (SD 0).")
         token = f"bayeslmm__{fn}{i}__"  # formulae reads no name that starts with "_"
-        new_cols[token] = (ddf[col] - mean) if fn == "center" else (ddf[col] - mean) / sd
+        how[token] = (col, mean, 1.0 if fn == "center" else sd)
         text = text.replace(call, token)
         back[token] = f"{fn}({col})"
+
+    def transform(frame):
+        """``frame`` (Dask or pandas) with the transformed columns, by the training frame's moments."""
+        return frame.assign(**{t: (frame[c] - m) / s for t, (c, m, s) in how.items()})
 
     def names_back(names):
         out = []
@@ -274,7 +282,7 @@ def _global_transforms(spec: FormulaSpec, ddf):
             out.append(nm)
         return tuple(out)
 
-    return ddf.assign(**new_cols), parse_formula(text), names_back
+    return transform(ddf), parse_formula(text), names_back, transform
 
 
 def names_back_block(blk: ReBlock, names_back) -> ReBlock:
@@ -309,7 +317,7 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
     shown = spec
-    ddf, spec, names_back = _global_transforms(spec, ddf)
+    ddf, spec, names_back, transform = _global_transforms(spec, ddf)
     missing = [v for v in formula_variables(spec) if v not in ddf.columns]
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
@@ -346,4 +354,4 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
                               tuple(groups)))
     jac = -p1["sum_y"] if fam.log_scale else 0.0
     return DaskDesign(shown, fam, names_back(p1["fixed_names"]), tuple(names_back_block(b, names_back) for b in blocks),
-                      n, md, moments, jac, ddf)
+                      n, md, moments, jac, ddf, spec, transform)

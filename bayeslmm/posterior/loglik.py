@@ -47,11 +47,19 @@ def log_likelihood(fit, max_chunk_bytes: float = _CHUNK_BYTES):
     -------
     xarray.DataArray
         The values just stored (an existing ``log_likelihood`` group is replaced).
+        For a model fitted on a Dask frame: a lazy Dask array (chain * draw, obs),
+        computed partition by partition, and nothing stored
+        (:func:`bayeslmm.posterior.lazy.lazy_log_likelihood`).
 
     Cost: O(S N (p + sum_g d_g)) time for S draws and N observations.
     """
     import xarray as xr
 
+    from .lazy import is_dask_design, lazy_log_likelihood
+
+    if is_dask_design(fit.design):
+        # No rows on the driver: a lazy Dask array (draws, rows), not stored in idata.
+        return lazy_log_likelihood(fit)
     design = fit.design
     post = fit.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]

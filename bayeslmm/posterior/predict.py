@@ -284,6 +284,15 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
 
     Cost: O(S (n p + n sum_g d_g)) time and O(S n) memory for S draws and n rows.
     """
+    from .lazy import is_dask_design
+
+    if is_dask_design(fit.design):
+        # A Dask-fitted model: lazy, partition by partition (bayeslmm.posterior.lazy).
+        from .lazy import lazy_predict
+
+        if allow_new_levels is not False:
+            raise ValueError("allow_new_levels is not supported for a model fitted on a Dask frame.")
+        return lazy_predict(fit, newdata, re_formula, kind)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     if sample_new_levels != "gaussian":
