@@ -119,7 +119,19 @@ def pointwise_logpdf(design, y, eta, aux) -> np.ndarray:
 
 def _ensure(fit):
     if "log_likelihood" not in fit.idata.groups() or "y" not in fit.idata.log_likelihood:
-        log_likelihood(fit)
+        from .lazy import is_dask_design
+
+        if not is_dask_design(fit.design):
+            log_likelihood(fit)
+        else:  # PSIS needs every value at once: the lazy array is computed, S x N on the driver
+            import xarray as xr
+
+            post = fit.posterior
+            vals = np.asarray(log_likelihood(fit).compute())
+            da = xr.DataArray(vals.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                              dims=("chain", "draw", "obs"),
+                              coords={"chain": post["chain"].values, "draw": post["draw"].values}, name="y")
+            fit.idata.add_groups(log_likelihood=da.to_dataset())
     return fit.idata
 
 

@@ -73,3 +73,17 @@ def test_lazy_prediction_refusals(fitted):
         fit.predict(kind="response")
     with pytest.raises(ValueError, match="not seen in training"):
         fit.predict(newdata=dd.from_pandas(df.assign(subj="new"), npartitions=2)).compute(scheduler="threads")
+
+
+def test_loo_of_a_dask_fit(fitted):
+    import arviz as az
+    import xarray as xr
+
+    fit, df = fitted
+    with dask.config.set(scheduler="threads"):
+        got = fit.loo()
+    sigma = np.asarray(fit.posterior["sigma"].stack(s=("chain", "draw")))[:, None]
+    ref = stats.norm.logpdf(df["y"].to_numpy(), _hand_eta(fit, df), sigma)
+    ll = xr.DataArray(ref.reshape(1, 60, -1), dims=("chain", "draw", "obs"), name="y").to_dataset()
+    expect = az.loo(az.InferenceData(posterior=fit.posterior, log_likelihood=ll))
+    np.testing.assert_allclose(got.elpd_loo, expect.elpd_loo, rtol=1e-9)
