@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
+from .model.plan import laplace_accuracy_warning
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
+from .posterior.prior import check_sample_prior, prior_draws
 from .pymc_model import build_model, marginal_data
 from .sampling import SAMPLERS, compilation_cache, resolve_cache_dir, sample
 from .sampling.heap import release_freed_memory
 from .sampling.interrupt import check_interrupt, interrupt_guard
 from .sampling.xla import options_for
 
-__all__ = ["BayesLMM"]
+__all__ = ["BayesLMM", "Refit"]
 
 log = logging.getLogger("bayeslmm")
 
@@ -48,9 +51,11 @@ class BayesLMM:
         binomial, which also take "probit"; "log" for counts).
     weights : str or array-like, optional
         lme4's ``weights=``: a column name or one value per row (or
-        ``y | weights(w) ~`` in the formula, brms). gaussian/lognormal:
-        precision weights (residual variance sigma^2 / w_i); other
-        families: each log-likelihood term times w_i.
+        ``y | weights(w) ~`` in the formula, brms; on a Dask frame a
+        column name or the formula). gaussian/lognormal:
+        precision weights (residual variance sigma^2 / w_i), which keep
+        exact marginalization under every plan; other families: each
+        log-likelihood term times w_i.
     priors : Prior or list of Prior, optional
         Overrides of the data-scaled defaults (see :mod:`bayeslmm.model.priors`).
     na_action : {"error", "drop"}
@@ -66,15 +71,17 @@ class BayesLMM:
             if na_action != "error":
                 raise ValueError(f"na_action={na_action!r} is not supported for a Dask DataFrame; drop the "
                                  "rows with ddf.dropna() first.")
-            if link is not None or weights is not None:
-                raise ValueError("link= and weights= are not supported for a Dask DataFrame (gaussian and "
-                                 f"lognormal with their default identity link only); got link={link!r}, "
-                                 f"weights={weights!r}.")
-            self.design = dask_design(formula, data, family=family)
+            if link is not None:
+                raise ValueError("link= is not supported for a Dask DataFrame (gaussian and lognormal with "
+                                 f"their default identity link only); got link={link!r}.")
+            self.design = dask_design(formula, data, family=family, weights=weights)
         else:
             self.design = build_design(formula, data, family=family, na_action=na_action, link=link, weights=weights)
         self.priors = resolve_priors(self.design, priors)
         self.formula = self.design.spec.formula
+        # What a refit (fit.update, fit.kfold) needs to rebuild this model on other data.
+        self._model_args = dict(formula=formula, data=data, family=family, priors=priors, na_action=na_action,
+                                link=link, weights=weights)
         self.family = self.design.family.name
 
     def get_priors(self):
@@ -99,7 +106,7 @@ class BayesLMM:
 
     def fit(self, draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
             sampler="numpyro", marginalize="auto", progressbar=True, low_memory=None, approximation=None,
-            compile_cache=None):
+            compile_cache=None, sample_prior=False):
         """Sample the posterior with NUTS.
 
         Parameters
@@ -109,11 +116,18 @@ class BayesLMM:
             recovered after sampling; "auto" picks the plan with the lowest
             estimated cost (see :func:`bayeslmm.model.plan.resolve_plan`).
             Only gaussian and lognormal can be integrated exactly: for the
-            other families anything but "none"/"auto" is a ValueError and
-            "auto" means "none".
-        approximation : None
-            Only None (exact integration) is available; any other value is a
-            ValueError that names the plans that work.
+            other families anything but "none"/"auto" is a ValueError unless
+            ``approximation="laplace"``, and "auto" means "none".
+        approximation : None or "laplace"
+            None: exact integration only. "laplace": the marginalized factors
+            are integrated out by a Laplace approximation at the conditional
+            mode of the effects (bernoulli, binomial, poisson, negbinomial,
+            and gaussian/lognormal where it is exact; not student), their
+            effects drawn per posterior draw from that Gaussian; "auto" then
+            chooses among "none" and the Laplace plans. Each gradient costs a
+            Newton solve (typically 4-8 steps of O(N)); docs/marginalization.md
+            gives the accuracy, which is poorest with few observations per
+            level (the fit then warns).
         sampler : {"numpyro", "pymc", "blackjax", "nutpie"}
             With "numpyro", NUTS also checks for U-turns between the halves
             of each subtree, as Stan does (:mod:`bayeslmm.sampling.compat`).
@@ -132,6 +146,12 @@ class BayesLMM:
             True: that directory; False: no cache; a path: that directory
             (:mod:`bayeslmm.sampling.cache`). A cache directory configured
             for JAX itself takes precedence.
+        sample_prior : {False, True, "no", "yes"}
+            True/"yes" (brms ``sample_prior = "yes"``): also draw
+            ``chains * draws`` values of every parameter from its prior into
+            ``idata.prior`` (:func:`bayeslmm.posterior.prior.prior_draws`),
+            which :meth:`LMMFit.hypothesis` needs for the Savage-Dickey
+            ratio of point hypotheses; saved and loaded with the fit.
 
         Returns
         -------
@@ -142,6 +162,9 @@ class BayesLMM:
         sampler's program, and one blocked factorization per draw to recover
         the integrated-out effects.
         """
+        fit_args = dict(draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=random_seed,
+                        sampler=sampler, marginalize=marginalize, progressbar=progressbar, low_memory=low_memory,
+                        approximation=approximation, compile_cache=compile_cache)
         draws = check_positive_int(draws, "draws")
         tune = check_positive_int(tune, "tune")
         chains = check_positive_int(chains, "chains")
@@ -153,14 +176,24 @@ class BayesLMM:
         target_accept = check_probability(target_accept, "target_accept")
         random_seed = check_random_seed(random_seed)
         progressbar = check_bool(progressbar, "progressbar")
+        sample_prior = check_sample_prior(sample_prior)
+        if sample_prior and self.is_dask:
+            raise ValueError("sample_prior=True is not supported for a Dask DataFrame (its prior draws need the "
+                             "unmarginalized model, which reads every row); fit an in-memory sample for that.")
         cache_dir = resolve_cache_dir(compile_cache)
         plan = self.plan(marginalize, approximation)
         log.info("bayeslmm: %s", plan.describe())
         with interrupt_guard(), compilation_cache(cache_dir):
             idata, model, timings = self._sample(plan, draws, tune, chains, target_accept, random_seed, sampler,
                                                  progressbar, low_memory)
+        if sample_prior:
+            idata.add_groups(prior=prior_draws(self.design, self.priors, chains * draws, random_seed=random_seed))
         fit = LMMFit(idata, self.design, self.priors, plan, model, sampler, timings)
+        fit.origin = Refit(self._model_args, fit_args)
         fit.check_convergence(stacklevel=2)
+        note = laplace_accuracy_warning(self.design, plan)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=2)
         return fit
 
     def _sample(self, plan, draws, tune, chains, target_accept, random_seed, sampler, progressbar, low_memory):
@@ -186,6 +219,75 @@ class BayesLMM:
     def __repr__(self):
         return f"BayesLMM({self.formula!r}, family={self.family!r}, n={self.design.n})"
 
+    def _repr_html_(self):
+        """Notebook view before fitting: formula, family, data size, factors, the plan "auto" would choose, priors.
+
+        The plan comes from the cost model alone (no compilation, no
+        sampling); colours are inherited from the notebook theme.
+        """
+        from .posterior.html import facts_html, section_html, wrap_html
+
+        d = self.design
+        facts = [("Formula", self.formula), ("Family", f"{d.family.name} (link: {d.family.link})"),
+                 ("Data", f"{d.n} observations" + (f" ({d.n_dropped} with NaN dropped)" if d.n_dropped else "")),
+                 ("Fixed effects", ", ".join(d.fixed_names) or "none")]
+        facts += [(f"Factor {b.name}", f"{b.n_levels} levels; effects {', '.join(b.terms)}") for b in d.blocks]
+        try:
+            facts.append(('Plan of marginalize="auto"', self.plan("auto").describe()))
+        except ValueError as err:
+            facts.append(('Plan of marginalize="auto"', f"unavailable: {err}"))
+        return wrap_html([facts_html("BayesLMM (not fitted)", facts), section_html("Priors", self.get_priors())],
+                         "model")
+
     def prior_predictive(self, draws=500, random_seed=None):
         """Prior and prior predictive draws (InferenceData); see :func:`bayeslmm.posterior.predict.prior_predictive`."""
         return prior_predictive(self.design, self.priors, draws=draws, random_seed=random_seed)
+
+
+_MODEL_ARGS = ("family", "link", "weights", "na_action")
+
+
+class Refit:
+    """How a fit was made (``fit.origin``): the :class:`BayesLMM` arguments and the ``fit`` arguments.
+
+    Calling it refits with some of them changed (brms ``update``): the
+    formula through :func:`bayeslmm.model.update.update_formula` (``". ~ . + x"``),
+    ``data``, ``priors`` (None keeps the original ones; ``[]`` returns to
+    the defaults), ``family``/``link``/``weights``/``na_action``, and any
+    argument of :meth:`BayesLMM.fit`. An original ``marginalize`` that names
+    factors keeps those the new formula still has ("auto" if none).
+    Cost: one new fit.
+    """
+
+    def __init__(self, model_args: dict, fit_args: dict):
+        self.model_args, self.fit_args = dict(model_args), dict(fit_args)
+
+    def __call__(self, formula=None, data=None, priors=None, **kwargs):
+        from .model.update import update_formula
+
+        args = dict(self.model_args)
+        if formula is not None:
+            args["formula"] = update_formula(self.model_args["formula"], formula)
+        if data is not None:
+            args["data"] = data
+        if priors is not None:
+            args["priors"] = priors
+        for k in _MODEL_ARGS:
+            if k in kwargs:
+                args[k] = kwargs.pop(k)
+        unknown = set(kwargs) - set(self.fit_args)
+        if unknown:
+            raise TypeError(f"update got unknown argument(s) {sorted(unknown)}; it takes formula, data, "
+                            f"priors, {', '.join(_MODEL_ARGS)} and the arguments of fit: {sorted(self.fit_args)}.")
+        model = BayesLMM(**args)
+        fit_args = {**self.fit_args, **kwargs}
+        marg = fit_args["marginalize"]
+        if "marginalize" not in kwargs and not (isinstance(marg, str) and marg in ("auto", "all", "none")):
+            # Factors named in the original plan that the new formula dropped are dropped from it too.
+            have = {b.name for b in model.design.blocks}
+            kept = [m for m in ([marg] if isinstance(marg, str) else list(marg)) if m in have]
+            fit_args["marginalize"] = kept if kept else "auto"
+        return model.fit(**fit_args)
+
+    def __repr__(self):
+        return f"Refit({self.model_args['formula']!r}, fit_args={self.fit_args!r})"

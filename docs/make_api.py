@@ -12,7 +12,8 @@ ROOMS = ["bayeslmm", "bayeslmm.model", "bayeslmm.ops", "bayeslmm.pymc_model", "b
          "bayeslmm.posterior", "bayeslmm.distributed"]
 # Modules whose __all__ the rooms re-export only in part, documented in full.
 MODULES = ["bayeslmm.model.plan", "bayeslmm.model.moments", "bayeslmm.pymc_model.lkj",
-           "bayeslmm.posterior.predict", "bayeslmm.posterior.plots", "bayeslmm.datasets"]
+           "bayeslmm.posterior.predict", "bayeslmm.posterior.plots", "bayeslmm.posterior.effects",
+           "bayeslmm.posterior.emmeans", "bayeslmm.posterior.hypothesis", "bayeslmm.posterior.prior", "bayeslmm.datasets"]
 
 
 def _entry(obj, prefix="", level="###"):

@@ -6,8 +6,11 @@ cross-products (:class:`~bayeslmm.ops.data.MarginalData`, sufficient mode):
 ``X^T X``, ``X^T e``, ``e^T e``, ``Z_k^T e``, ``Z_k^T X``, the per-level blocks
 ``S_k`` and the cross blocks ``Z_k^T Z_l``, where ``e = y - X beta_hat`` is the
 residual of the least-squares fit, plus ``sum(y)`` for the lognormal
-Jacobian. This module computes them with Dask, never collecting rows on the
-driver:
+Jacobian. With precision weights (``y | weights(w) ~`` or a column named by
+``weights=``) every cross-product and the least-squares fit carry the row
+weights, as :meth:`MarginalData.build` does with ``weights=``; the moments for
+the default priors stay unweighted, as for a pandas frame. This module
+computes them with Dask, never collecting rows on the driver:
 
 1. pass 1, per partition: the distinct level keys of each factor, the
    column names of each term, ``X^T X``, ``X^T y`` and ``n``; summed, then the
@@ -31,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.checks import check_levels
-from bayeslmm.model.design import NAMESPACE, Moments, ReBlock, level_sort_key, common_matrix, factor_labels, formula_variables
+from bayeslmm.model.design import (NAMESPACE, Moments, ReBlock, common_matrix, evaluate_expression, factor_labels,
+                                   formula_variables, level_sort_key)
 from bayeslmm.model.families import get_family
 from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
 from bayeslmm.ops.data import MarginalData, cross_blocks, dense_layout, level_blocks, level_sums
@@ -78,6 +82,9 @@ class DaskDesign:
     moments_: Moments
     log_jacobian: float
     data: object
+    # The weights' column or expression, evaluated per partition (None: unweighted). There is
+    # no per-row array on the driver; the weights are inside md's statistics.
+    weights_source: str | None = None
     # The formula as evaluated on the partitions, and what turns a frame into the one it
     # reads (global scale()/center() columns added; see _global_transforms).
     eval_spec: object = None
@@ -89,8 +96,9 @@ class DaskDesign:
     fixed_matrix = None
     # Refused on a Dask frame (dask_design raises), so always absent here.
     offset = None
-    weights = None
     trials = None
+    # No rows on the driver; see weights_source.
+    weights = None
     has_offset = False
 
     @property
@@ -135,10 +143,33 @@ def _term_values(spec, part: pd.DataFrame) -> dict:
     return out
 
 
-def _pass1(part: pd.DataFrame, spec, fam) -> dict:
+def _part_weights(spec, part: pd.DataFrame, column) -> np.ndarray | None:
+    """The precision weights of one partition (None without weights); negative ones are an error.
+
+    A partition may have only zero weights; that not every row does is checked on the totals.
+    """
+    if spec.weights is not None:
+        w = evaluate_expression(spec.weights, part, "weights")
+    elif column is None:
+        return None
+    else:
+        if not pd.api.types.is_numeric_dtype(part[column]):
+            raise TypeError(f"weights={column!r} must be a numeric column, got dtype {part[column].dtype}.")
+        w = part[column].to_numpy(dtype=float)
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"weights={column!r} has non-finite values.")
+    if np.any(w < 0):
+        raise ValueError(f"weights must be non-negative; got min {w.min()!r}.")
+    return w
+
+
+def _pass1(part: pd.DataFrame, spec, fam, weights=None) -> dict:
     part = part.reset_index(drop=True)
     y = _response(spec, fam, part)
     X, fixed_names, _ = common_matrix(spec.fixed, part)
+    w = _part_weights(spec, part, weights)
+    pos = np.ones(len(part), bool) if w is None else w > 0
+    Xw = X if w is None else X * w[:, None]
     keys, terms = {}, {}
     for name, tl in _factors(spec).items():
         factor = tl[0].factor
@@ -147,7 +178,10 @@ def _pass1(part: pd.DataFrame, spec, fam) -> dict:
         keys[name] = k.drop_duplicates()
     for name, (_, nm) in _term_values(spec, part).items():
         terms[name] = nm
-    return dict(n=len(part), XtX=X.T @ X, Xty=X.T @ y, sum_y=float(y.sum()), sum_X=X.sum(axis=0),
+    # sum_y_lik: the lognormal Jacobian's sum, over the rows in the likelihood (w > 0).
+    return dict(n=len(part), XtX=Xw.T @ X, Xty=Xw.T @ y, sum_y=float(y.sum()), sum_X=X.sum(axis=0),
+                n_pos=int(pos.sum()), sum_log_w=0.0 if w is None else float(np.log(w[pos]).sum()),
+                sum_y_lik=float(y[pos].sum()),
                 sum_z={k: v.sum(axis=0) for k, (v, _) in _term_values(spec, part).items()},
                 fixed_names=fixed_names, keys=keys, terms=terms)
 
@@ -159,33 +193,44 @@ def _merge1(a: dict, b: dict) -> dict:
             f"present in every partition?): {a['fixed_names']}, {a['terms']} vs {b['fixed_names']}, {b['terms']}. "
             "Give such columns a pandas Categorical dtype with the same categories in every partition.")
     return dict(n=a["n"] + b["n"], XtX=a["XtX"] + b["XtX"], Xty=a["Xty"] + b["Xty"],
+                n_pos=a["n_pos"] + b["n_pos"], sum_log_w=a["sum_log_w"] + b["sum_log_w"],
+                sum_y_lik=a["sum_y_lik"] + b["sum_y_lik"],
                 sum_y=a["sum_y"] + b["sum_y"], sum_X=a["sum_X"] + b["sum_X"],
                 sum_z={k: a["sum_z"][k] + b["sum_z"][k] for k in a["sum_z"]}, fixed_names=a["fixed_names"], terms=a["terms"],
                 keys={k: pd.concat([a["keys"][k], b["keys"][k]]).drop_duplicates() for k in a["keys"]})
 
 
-def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: np.ndarray, means) -> dict:
+def _pass2(part: pd.DataFrame, spec, fam, levels: dict, names: tuple, beta_hat: np.ndarray, means,
+           weights=None) -> dict:
     """Residual cross-products of one partition, factors in ``names`` order."""
     part = part.reset_index(drop=True)
     y = _response(spec, fam, part)
     X, _, _ = common_matrix(spec.fixed, part)
-    e = y - X @ beta_hat
     tv = _term_values(spec, part)
+    w = _part_weights(spec, part, weights)
+    # Rows scaled by w^{1/2}: the unweighted products below are then the weighted ones.
+    sw = None if w is None else np.sqrt(w)
+    e = y - X @ beta_hat
+    Xs = X
+    if sw is not None:
+        e, Xs = sw * e, X * sw[:, None]
+    # The moments (ss_z below) are of the unweighted columns, as for a pandas frame.
+    tz = {k: v if sw is None else v * sw[:, None] for k, (v, _) in tv.items()}
     fac = _factors(spec)
     blocks = []
     for name in names:
         gidx = pd.Index(levels[name]).get_indexer(factor_labels(part, fac[name][0].factor)).astype(np.int64)
         if (gidx < 0).any():
             raise ValueError(f"Partition has levels of {name!r} not seen in the first pass (data changed?).")
-        blocks.append(ReBlock.of(gidx, tv[name][0], len(levels[name]), name=name))
+        blocks.append(ReBlock.of(gidx, tz[name], len(levels[name]), name=name))
     y_mean, x_mean, z_mean = means
     return dict(
         ss_y=float(((y - y_mean) ** 2).sum()), ss_X=((X - x_mean) ** 2).sum(axis=0),
         ss_z={k: ((tv[k][0] - z_mean[k]) ** 2).sum(axis=0) for k in names},
-        ete=float(e @ e), Xte=X.T @ e,
+        ete=float(e @ e), Xte=Xs.T @ e,
         S={b.name: level_blocks(b) for b in blocks},
         Zte={b.name: level_sums(b, e[:, None])[:, 0] for b in blocks},
-        ZtX={b.name: level_sums(b, X) for b in blocks},
+        ZtX={b.name: level_sums(b, Xs) for b in blocks},
         cross={(a.name, b.name): cross_blocks(a, b) for i, a in enumerate(blocks) for b in blocks[i + 1:]},
     )
 
@@ -204,7 +249,7 @@ def _tree(items, merge):
     return items[0]
 
 
-def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, n) -> MarginalData:
+def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, n, weighted=None) -> MarginalData:
     """The sufficient-mode MarginalData that ``MarginalData.build`` would give on the collected rows."""
     sizes = {k: len(levels[k]) * len(terms[k]) for k in names}
     order = tuple(sorted(range(len(names)), key=lambda k: -sizes[names[k]]))
@@ -223,6 +268,8 @@ def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, 
     fields.update(beta_hat=beta_hat, ete=p2["ete"], Xte=p2["Xte"], XtX=XtX,
                   Zte=np.concatenate([p2["Zte"][k] for k in fs]),
                   ZtX=np.concatenate([p2["ZtX"][k] for k in fs]))
+    if weighted is not None:  # (rows with w > 0, sum of their log w)
+        fields.update(n_positive=int(weighted[0]), sum_log_w=float(weighted[1]))
     return MarginalData(**fields)
 
 
@@ -293,8 +340,12 @@ def names_back_block(blk: ReBlock, names_back) -> ReBlock:
     return ReBlock(blk.name, blk.group_index, blk.values, blk.levels, terms, blk.corr_groups)
 
 
-def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
+def dask_design(formula, ddf, family="gaussian", weights=None) -> DaskDesign:
     """Levels, moments and sufficient statistics of ``ddf`` for the plan that marginalizes every factor.
+
+    ``weights``: the name of a column of precision weights (or ``y | weights(w) ~``
+    in the formula; not both), as for a pandas frame: residual variance
+    ``sigma^2 / w_i``, every cross-product weighted.
 
     Two passes over the partitions on the active Dask scheduler; the driver
     holds only per-partition statistics, O(p^2 + sum_k M_k d_k (p + d_k) +
@@ -310,10 +361,19 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
         raise ValueError(f"family={fam.name!r} on a Dask DataFrame: only 'gaussian' and 'lognormal' are fitted "
                          "from sufficient statistics (their effects integrate out exactly); use a pandas "
                          "DataFrame for other families.")
-    extras = [e for e in (list(spec.offsets) + [spec.trials, spec.weights]) if e]
+    extras = [e for e in (list(spec.offsets) + [spec.trials]) if e]
     if extras:
-        raise ValueError(f"offset(), trials() and weights() are not supported on a Dask DataFrame; the formula "
+        raise ValueError(f"offset() and trials() are not supported on a Dask DataFrame; the formula "
                          f"{spec.formula!r} uses {extras}.")
+    if weights is not None:
+        if spec.weights is not None:
+            raise ValueError("Weights given twice: by weights() in the formula and by the weights= argument; "
+                             "give one.")
+        if not isinstance(weights, str):
+            raise TypeError(f"weights= on a Dask DataFrame must be a column name, got {type(weights).__name__}; "
+                            "add the weights to the frame as a column.")
+        if weights not in ddf.columns:
+            raise ValueError(f"weights={weights!r} is not a column of the Dask DataFrame.")
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
     shown = spec
@@ -322,7 +382,10 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
     parts = ddf.to_delayed()
-    p1 = dask.compute(_tree([dask.delayed(_pass1)(p, spec, fam) for p in parts], _merge1))[0]
+    p1 = dask.compute(_tree([dask.delayed(_pass1)(p, spec, fam, weights) for p in parts], _merge1))[0]
+    weighted = spec.weights is not None or weights is not None
+    if weighted and p1["n_pos"] == 0:
+        raise ValueError("weights are all zero: no row enters the likelihood.")
 
     levels = {}
     for name, tl in _factors(spec).items():
@@ -337,9 +400,10 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
     n = int(p1["n"])
     means = (p1["sum_y"] / n, p1["sum_X"] / n, {k: v / n for k, v in p1["sum_z"].items()})
 
-    p2 = dask.compute(_tree([dask.delayed(_pass2)(p, spec, fam, levels, names, beta_hat, means) for p in parts],
-                            _merge2))[0]
-    md = _assemble(p2, names, levels, terms, XtX, beta_hat, n)
+    p2 = dask.compute(_tree([dask.delayed(_pass2)(p, spec, fam, levels, names, beta_hat, means, weights)
+                             for p in parts], _merge2))[0]
+    md = _assemble(p2, names, levels, terms, XtX, beta_hat, n,
+                   (p1["n_pos"], p1["sum_log_w"]) if weighted else None)
     moments = Moments(float(means[0]), float(np.sqrt(p2["ss_y"] / n)), means[1], np.sqrt(p2["ss_X"] / n),
                       {k: np.sqrt(p2["ss_z"][k] / n) for k in names})
     fac = _factors(spec)
@@ -352,6 +416,7 @@ def dask_design(formula, ddf, family="gaussian") -> DaskDesign:
             start += len(nm)
         blocks.append(ReBlock(k, np.zeros(0, np.int64), np.zeros((0, len(terms[k]))), levels[k], terms[k],
                               tuple(groups)))
-    jac = -p1["sum_y"] if fam.log_scale else 0.0
+    jac = -p1["sum_y_lik"] if fam.log_scale else 0.0
+    source = spec.weights if spec.weights is not None else weights
     return DaskDesign(shown, fam, names_back(p1["fixed_names"]), tuple(names_back_block(b, names_back) for b in blocks),
-                      n, md, moments, jac, ddf, spec, transform)
+                      n, md, moments, jac, ddf, source, spec, transform)

@@ -170,7 +170,12 @@ class Design:
 
     @property
     def log_jacobian(self) -> float:
-        """log |d model scale / d y| summed over the rows (0 for gaussian)."""
+        """log |d model scale / d y| summed over the rows that enter the likelihood (0 for gaussian).
+
+        A row of precision weight 0 has infinite variance and is not part of the likelihood.
+        """
+        if self.weights is not None and self.family.gaussian:
+            return self.family.log_jacobian(self.y_original[self.weights > 0])
         return self.family.log_jacobian(self.y_original)
 
     def moments(self) -> "Moments":

@@ -3,6 +3,11 @@
 A plan is decided from the design alone (NumPy only). ``"auto"`` weighs an
 estimated cost per gradient evaluation against how many sampled dimensions
 (and which, the worst-mixing ones) each plan removes; see :func:`auto_plan`.
+
+Gaussian families are integrated exactly. The others can have factors
+integrated out only with ``approximation="laplace"`` (the Laplace
+approximation at the conditional mode, :mod:`bayeslmm.ops.laplace`); their
+cost per gradient is :func:`laplace_grad_seconds`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import numpy as np
 from .moments import least_squares, moment_sds
 
 __all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost", "grad_seconds", "grads_per_draw_factor",
-           "level_information"]
+           "level_information", "laplace_grad_seconds", "laplace_accuracy_warning", "APPROXIMATIONS"]
+
+APPROXIMATIONS = (None, "laplace")
+# Families whose likelihood is log-concave in the linear predictor: Newton on the effects converges.
+_LAPLACE_FAMILIES = ("gaussian", "lognormal", "bernoulli", "binomial", "poisson", "negbinomial")
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,15 @@ class MarginalizationPlan:
     sampled: tuple[str, ...]
     requested: object = "none"
     reason: str = ""
+    approximation: str | None = None   # None: exact integration; "laplace": Laplace at the mode
 
     @property
     def sufficient(self) -> bool:
-        """True when every factor is marginalized: the likelihood uses sufficient statistics."""
-        return bool(self.marginalized) and not self.sampled
+        """True when every factor is marginalized exactly: the likelihood uses sufficient statistics.
+
+        Never for a Laplace plan, whose weights ``W`` change with the mode at every evaluation.
+        """
+        return bool(self.marginalized) and not self.sampled and self.approximation is None
 
     @property
     def label(self) -> str:
@@ -50,6 +63,10 @@ class MarginalizationPlan:
         """One line for logs and summaries: what is marginalized, at what cost, and why."""
         if not self.marginalized:
             return "no marginalization (all group-level effects sampled, non-centred)"
+        if self.approximation == "laplace":
+            text = (f"marginalized {', '.join(self.marginalized)} by a Laplace approximation at the conditional "
+                    "mode (approximation='laplace'; Newton steps of O(N) each per evaluation)")
+            return text + (f"; {self.reason}" if self.reason else "")
         how = "sufficient statistics, cost independent of N" if self.sufficient else "O(N) per evaluation"
         text = f"marginalized {', '.join(self.marginalized)} ({how})"
         return text + (f"; {self.reason}" if self.reason else "")
@@ -95,6 +112,35 @@ def grad_seconds(design, marginalized) -> float:
     return t
 
 
+# A Laplace evaluation is a Newton solve: K steps, each a row pass, a re-accumulation of the Gram
+# blocks Z^T W Z from the rows and one blocked factorization, plus about two more for the value,
+# the step-halving checks and the implicit-function gradient. K = 5 is the typical count from v = 0
+# measured in tests/ops/test_laplace.py (4-8); nothing of this is calibrated by timings yet.
+_NEWTON_STEPS = 5
+
+
+def laplace_grad_seconds(design, marginalized) -> float:
+    """Predicted seconds of one Laplace log-density + gradient evaluation under a plan.
+
+    ``_OVERHEAD_S + (K + 2)`` times one Newton step, a step costing what a
+    rows-mode Gaussian gradient costs (the rows term over every factor and
+    the blocked factorization of :func:`grad_seconds`) plus the Gram
+    accumulation ``N sum_{j,k in S} d_j d_k`` row operations; K =
+    ``_NEWTON_STEPS``. An assumption, not a calibration: a Newton step is
+    taken to cost about one Gaussian gradient.
+    """
+    blocks = [b for b in design.blocks if b.name in marginalized]
+    if not blocks:
+        return grad_seconds(design, ())
+    n, p = design.n, len(design.fixed_names)
+    step = _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
+    step += _ROW_S * n * sum(a.dim * b.dim for a in blocks for b in blocks)
+    b1, rest = blocks[0], blocks[1:]
+    d2 = sum(b.size for b in rest)
+    step += 6 * _FLOP_S * (b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3) + _DENSE_ROW_S * d2
+    return _OVERHEAD_S + (_NEWTON_STEPS + 2) * step
+
+
 def level_information(design) -> dict:
     """Per factor, how strongly the data inform each level's effect: ``n_bar tau^2 / sigma^2``.
 
@@ -132,6 +178,86 @@ def plan_cost(design, marginalized, info=None) -> float:
     return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized, info)
 
 
+# Below this median count per level (trials for bernoulli/binomial, rows for counts) the Laplace error
+# is near its largest: measured against 100-node quadrature (docs/marginalization.md), bernoulli with
+# 5-10 observations per level is about 0.011 nats per level too low (-0.44 over 40 levels), binomial
+# with 10 trials about 0.011, and only from 50 trials per level does it fall below 0.005.
+_LAPLACE_MIN_PER_LEVEL = 10
+
+
+def laplace_accuracy_warning(design, plan) -> str | None:
+    """The warning text when a Laplace plan integrates out factors with few observations per level, else None.
+
+    A factor is flagged when the median over its levels of the trials
+    (bernoulli: rows; binomial: the sum of the trials) or, for counts, of the
+    rows falls below ``_LAPLACE_MIN_PER_LEVEL``. Gaussian families are exact
+    and never flagged. Cost O(N) per factor.
+    """
+    if plan.approximation != "laplace" or design.family.gaussian:
+        return None
+    fam = design.family.name
+    few = []
+    for name in plan.marginalized:
+        b = design.block(name)
+        if fam == "binomial":
+            counts, what = np.bincount(b.group_index, weights=design.trials, minlength=b.n_levels), "trials"
+        else:
+            counts = np.bincount(b.group_index, minlength=b.n_levels)
+            what = "trials" if fam == "bernoulli" else "observations"
+        med = float(np.median(counts))
+        if med < _LAPLACE_MIN_PER_LEVEL:
+            few.append(f"{name!r} (median {med:g} {what} per level)")
+    if not few:
+        return None
+    return (f"approximation='laplace' integrates out {', '.join(few)}: with fewer than "
+            f"{_LAPLACE_MIN_PER_LEVEL} per level the Laplace approximation of the {fam} likelihood is biased "
+            "(for bernoulli with 5-10 per level about 0.011 nats per level too low, and the error varies with the "
+            "parameters), which pulls the group-level SDs down. Check the estimates against marginalize='none' "
+            "(exact, every effect sampled); docs/marginalization.md has the measured error.")
+
+
+def _auto_laplace(design) -> tuple[tuple[str, ...], str]:
+    """Cheapest of "none" (exact, every effect sampled) and every Laplace plan.
+
+    Gradients per effective draw come from :func:`grads_per_draw_factor`, whose
+    level information is measured on the response scale (a linear proxy for
+    a non-Gaussian family's information per level).
+    """
+    names = [b.name for b in design.blocks]
+    if not names:
+        return (), "no group-level terms"
+    info = level_information(design)
+    options = [()] + [c for k in range(1, len(names) + 1) for c in combinations(names, k)]
+    secs = {opt: laplace_grad_seconds(design, opt) if opt else grad_seconds(design, ()) for opt in options}
+    costs = {opt: secs[opt] * grads_per_draw_factor(design, opt, info) for opt in options}
+    best = min(options, key=costs.get)
+    reason = (f"auto (laplace): predicted {costs[()] / costs[best]:.2g}x the effective draws per second of no "
+              f"marginalization ({secs[best] * 1e3:.2g} ms per gradient)")
+    return tuple(n for n in names if n in best), reason
+
+
+def _check_laplace(design):
+    """Raise ValueError where approximation="laplace" cannot apply (before anything compiles)."""
+    name = design.family.name
+    if name == "student":
+        raise ValueError(
+            "approximation='laplace' cannot be used with family='student': the Laplace approximation finds the "
+            "mode of the effects by Newton's method, which needs a likelihood that is log-concave in the linear "
+            "predictor, and the Student-t likelihood is not (its curvature turns negative for outlying rows, so "
+            "the mode may not be unique and the Hessian not positive definite). Use marginalize='none' (every "
+            "effect sampled, exact)."
+        )
+    if name not in _LAPLACE_FAMILIES:
+        raise ValueError(f"approximation='laplace' has no form for family={name!r}; it covers "
+                         f"{', '.join(_LAPLACE_FAMILIES)}.")
+    if design.weights is not None:
+        raise ValueError("approximation='laplace' does not take weights yet (the Laplace density has no per-row "
+                         "weights); use marginalize='none'.")
+    if design.X is None:
+        raise ValueError("approximation='laplace' needs the rows of the data; a design summarised by sufficient "
+                         "statistics (a Dask frame) is integrated exactly: use approximation=None.")
+
+
 def _auto(design) -> tuple[tuple[str, ...], str]:
     names = [b.name for b in design.blocks]
     if not names:
@@ -151,16 +277,23 @@ def resolve_plan(design, marginalize="none", approximation=None) -> Marginalizat
     Accepts "none", "all", "auto", a factor name as written in the formula
     ("subj", "a:b") or a list of them. Raises ``ValueError`` naming the valid
     choices for anything else, and for families that are not Gaussian on
-    some scale.
+    some scale unless ``approximation="laplace"``.
+
+    ``approximation``: None (exact integration, Gaussian families only) or
+    ``"laplace"`` (the Laplace approximation at the conditional mode, for
+    gaussian, lognormal, bernoulli, binomial, poisson and negbinomial; not
+    student, whose likelihood is not log-concave). With "laplace", "auto"
+    chooses among "none" and the Laplace plans by
+    :func:`laplace_grad_seconds` x :func:`grads_per_draw_factor`. A plan
+    that marginalizes nothing carries no approximation.
     """
-    if approximation is not None:
-        works = ("'none', 'auto'" if not design.family.gaussian
-                 else "'none', 'all', 'auto' or factor names (exact, no approximation needed)")
+    if not (approximation is None or (isinstance(approximation, str) and approximation in APPROXIMATIONS)):
         raise ValueError(
-            f"approximation={approximation!r} is not an option of this version: group-level effects are "
-            f"integrated out only exactly, for Gaussian likelihoods. For family={design.family.name!r} the plans "
-            f"that work are marginalize={works}, with approximation=None."
+            f"approximation={approximation!r} is not an option: use None (exact integration, Gaussian "
+            "families) or 'laplace' (Laplace approximation at the conditional mode of the effects)."
         )
+    if approximation == "laplace":
+        _check_laplace(design)
     names = [b.name for b in design.blocks]
     valid = ["none", "all", "auto"] + names
     if isinstance(marginalize, str):
@@ -174,10 +307,10 @@ def resolve_plan(design, marginalize="none", approximation=None) -> Marginalizat
         marg = ()
     elif chosen == ["all"]:
         marg = tuple(names)
+    elif chosen == ["auto"] and approximation == "laplace":
+        marg, reason = _auto_laplace(design)
     elif chosen == ["auto"] and not design.family.gaussian:
         marg, reason = (), f"family={design.family.name!r} is not Gaussian in the effects: every effect sampled"
-    elif chosen == ["auto"] and design.weights is not None:
-        marg, reason = (), "weighted rows: every effect sampled"
     elif chosen == ["auto"]:
         marg, reason = _auto(design)
     else:
@@ -187,19 +320,16 @@ def resolve_plan(design, marginalize="none", approximation=None) -> Marginalizat
                 f"Unknown marginalize target(s) {bad}; valid choices are: {', '.join(map(repr, valid))}."
             )
         marg = tuple(n for n in names if n in chosen)
-    if marg and not design.family.gaussian:
+    if marg and not design.family.gaussian and approximation is None:
         raise ValueError(
             f"marginalize={marginalize!r} cannot be used with family={design.family.name!r}: exact integration "
             "of the group-level effects needs a likelihood that is Gaussian in them (gaussian, lognormal), and "
             f"the {design.family.name} likelihood is not, so the integral has no closed form. Use "
-            "marginalize='none' (every effect sampled, exact) or marginalize='auto'."
-        )
-    if marg and design.weights is not None:
-        raise ValueError(
-            "Weights with a marginalized plan are not supported yet: the marginal density does not take "
-            "per-row residual variances. Use marginalize='none' (exact, every effect sampled)."
+            "marginalize='none' (every effect sampled, exact) or marginalize='auto', or integrate them out "
+            f"approximately with approximation='laplace' (fit(marginalize={marginalize!r}, "
+            "approximation='laplace'))."
         )
     if not names and marg:
         raise ValueError("The formula has no group-level terms to marginalize; use marginalize='none'.")
     sampled = tuple(n for n in names if n not in marg)
-    return MarginalizationPlan(marg, sampled, marginalize, reason)
+    return MarginalizationPlan(marg, sampled, marginalize, reason, approximation if marg else None)

@@ -6,7 +6,10 @@
   ``A = I + Lambda^T Z^T Z Lambda / sigma^2`` and its custom VJPs;
 - :mod:`~bayeslmm.ops.marginal`: the marginal Gaussian log-density and exact
   draws of the integrated-out effects;
-- :mod:`~bayeslmm.ops.op`: the PyTensor Op and its JAX registration.
+- :mod:`~bayeslmm.ops.op`: the PyTensor Op and its JAX registration;
+- :mod:`~bayeslmm.ops.laplace`: the Laplace-marginal GLMM log-density (Newton
+  mode, implicit-function gradients) and draws from the Laplace approximation;
+- :mod:`~bayeslmm.ops.laplace_op`: its PyTensor Op.
 
 May import NumPy, JAX, PyTensor and :mod:`bayeslmm.model`; never PyMC.
 
@@ -21,9 +24,14 @@ in float32.
 
 from .data import MarginalData
 from .marginal import compile_recover_batch, conditional_mean, marginal_logp, recover, recover_batch, sampled_mean
+from .laplace_op import LaplaceData, LaplaceLogp, LaplaceLogpGrad, laplace_loglik
 from .op import MarginalGaussianLogp, MarginalGaussianLogpGrad, marginal_loglik, register_jax
 
 __all__ = [
+    "LaplaceData",
+    "LaplaceLogp",
+    "LaplaceLogpGrad",
+    "laplace_loglik",
     "MarginalData",
     "MarginalGaussianLogp",
     "MarginalGaussianLogpGrad",

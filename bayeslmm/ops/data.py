@@ -19,6 +19,7 @@ so a vector of length ``D`` splits as ``[factor 1 | dense part]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -97,6 +98,26 @@ def dense_layout(dims, levels, cross) -> dict:
     return out
 
 
+def _check_weights(weights, n: int) -> np.ndarray:
+    """Precision weights as a float64 (N,) array; ValueError naming the problem otherwise."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"weights must have shape ({n},), one per row of y, got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"weights must be finite; {int(np.sum(~np.isfinite(w)))} values are not")
+    if np.any(w < 0):
+        raise ValueError(f"weights must be non-negative, got min {w.min()!r}")
+    if not np.any(w > 0):
+        raise ValueError("weights are all zero: no row enters the likelihood")
+    return w
+
+
+def _scaled_factor(f, sw: np.ndarray):
+    """``f`` with each row's covariates times ``sw``: the rows of ``W^{1/2} Z_k``."""
+    return SimpleNamespace(name=f.name, group_index=f.group_index, values=f.values * sw[:, None],
+                           n_levels=f.n_levels, dim=f.dim, size=f.size)
+
+
 @dataclass(frozen=True, eq=False)
 class MarginalData:
     """Everything the marginal log-density needs from the data, computed once.
@@ -115,7 +136,13 @@ class MarginalData:
     levels, dims : tuple of int
         ``M_k`` and ``d_k`` in internal order.
     n_obs, n_fixed : int
-        ``N`` and ``p``.
+        ``N`` (rows, zero-weight ones included: the length of an offset) and ``p``.
+    n_positive : int or None
+        Rows with a positive weight, which enter the likelihood's
+        ``log(2 pi sigma^2)`` term; None without weights (all ``n_obs``).
+    sum_log_w : float
+        ``sum_i log w_i`` over the rows with positive weight (0 without weights):
+        ``log|sigma^2 W^{-1}| = n_positive log sigma^2 - sum_log_w``.
     S1 : ndarray (d1, d1, M1)
         ``S_{1,j} = sum_{n in j} z_n z_n^T`` for the largest factor.
     S2 : tuple of ndarray (d_k, d_k, M_k)
@@ -130,14 +157,19 @@ class MarginalData:
     diag_rows, diag_cols : ndarray of int (sum_k d_k^2 M_k,) or None
         Where the entries of ``S2`` (flattened) sit in the dense (D2, D2) layout.
     y, X : ndarray or None
-        Rows mode only.
+        Rows mode only; with weights, ``W^{1/2} y`` and ``W^{1/2} X``.
     row_groups, row_values : tuple of ndarray (N,) and (d_k, N), or None
         Rows mode only: group index and transposed covariates per factor
-        (internal order), for ``Z_k^T r`` by segment sums.
+        (internal order), for ``Z_k^T r`` by segment sums; with weights, the
+        covariates of ``W^{1/2} Z_k``.
+    sqrt_w : ndarray (N,) or None
+        Rows mode with weights only: ``w_i^{1/2}``, which scales an offset
+        given per evaluation like the rows of ``y``.
     beta_hat, ete, Xte, XtX, Zte, ZtX : ndarray or None
         Sufficient mode only: least-squares reference ``beta_hat``,
         ``e = y - X beta_hat``, ``e^T e``, ``X^T e``, ``X^T X``, ``Z^T e`` (D,)
-        and ``Z^T X`` (D, p) in the internal layout.
+        and ``Z^T X`` (D, p) in the internal layout; with weights, the
+        weighted least-squares fit and ``e^T W e``, ``X^T W e``, ...
     """
 
     mode: str
@@ -163,6 +195,14 @@ class MarginalData:
     XtX: np.ndarray | None = None
     Zte: np.ndarray | None = None
     ZtX: np.ndarray | None = None
+    n_positive: int | None = None
+    sum_log_w: float = 0.0
+    sqrt_w: np.ndarray | None = None
+
+    @property
+    def n_likelihood(self) -> int:
+        """Rows that enter the likelihood: those with a positive weight (all rows without weights)."""
+        return self.n_obs if self.n_positive is None else self.n_positive
 
     @property
     def n_factors(self) -> int:
@@ -179,7 +219,7 @@ class MarginalData:
         return sum(self.sizes[1:])
 
     @classmethod
-    def build(cls, y, X, factors, sufficient: bool) -> "MarginalData":
+    def build(cls, y, X, factors, sufficient: bool, weights=None) -> "MarginalData":
         """Precompute the cross-products for ``y = X beta + offset + sum_k Z_k u_k + eps``.
 
         Parameters
@@ -193,6 +233,12 @@ class MarginalData:
             O(D2^2 (M1 d1 + D2) + D p) independently of N; only valid when no
             offset enters the mean. If False ("rows" mode) keep y and X and
             compute ``r`` per evaluation, O(N (p + sum d_k)).
+        weights : array (N,), optional
+            lme4's precision weights, ``eps_i ~ N(0, sigma^2 / w_i)``: every
+            cross-product is taken with row weights ``w_i`` (equivalently, of
+            ``W^{1/2} y``, ``W^{1/2} X``, ``W^{1/2} Z``), which keeps the
+            marginal density exact. A row of weight 0 has infinite variance
+            and drops out of the likelihood. Non-negative, finite, not all 0.
 
         Notes
         -----
@@ -212,6 +258,18 @@ class MarginalData:
             if f.group_index.shape[0] != y.shape[0]:
                 raise ValueError(f"factor {f.name!r} has {f.group_index.shape[0]} rows, "
                                  f"y has {y.shape[0]}")
+
+        weighted = {}
+        if weights is not None:
+            w = _check_weights(weights, y.shape[0])
+            pos = w > 0
+            sw = np.sqrt(w)
+            # With W^{1/2} applied to y, X and Z the model has unit weights and the
+            # unweighted statistics below are the weighted ones.
+            y, X = y * sw, X * sw[:, None]
+            factors = [_scaled_factor(f, sw) for f in factors]
+            weighted = dict(n_positive=int(pos.sum()), sum_log_w=float(np.sum(np.log(w[pos]))),
+                            sqrt_w=None if sufficient else sw)
 
         order = tuple(sorted(range(len(factors)), key=lambda k: -factors[k].size))
         fs = [factors[k] for k in order]
@@ -245,9 +303,11 @@ class MarginalData:
                 # (d, N): each effect dimension contiguous, one segment sum each.
                 row_values=tuple(np.ascontiguousarray(f.values.T) for f in fs),
             )
+        fields.update(weighted)
         return cls(**fields)
 
     def __repr__(self):
         parts = ", ".join(f"{self.names[k]}: {m}x{d}"
                           for k, m, d in zip(self.order, self.levels, self.dims))
-        return f"MarginalData(mode={self.mode!r}, N={self.n_obs}, p={self.n_fixed}, [{parts}])"
+        w = "" if self.n_positive is None else f", weighted ({self.n_positive} rows with w > 0)"
+        return f"MarginalData(mode={self.mode!r}, N={self.n_obs}, p={self.n_fixed}, [{parts}]{w})"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayeslmm.model.design import ReBlock, common_matrix, factor_labels
+from bayeslmm.model.design import ReBlock, common_matrix, evaluate_expression, factor_labels
 
 from .predict import KINDS, PredictionRows, _included_effects, _Part, linear_predictor, response_mean
 from .recover import stack_draws
@@ -117,6 +117,10 @@ def lazy_log_likelihood(fit):
         y = _response(design.eval_spec, design.family, part)
         eta = linear_predictor(post, _rows(design, keep, part))
         jac = -y if design.family.log_scale else 0.0  # y is log(y) on the model scale
-        return -0.5 * _LOG_2PI - np.log(sigma) - 0.5 * ((y - eta) / sigma) ** 2 + jac
+        s = sigma
+        if design.weights_source is not None:  # lme4's precision weights, as for a pandas frame
+            w = np.asarray(evaluate_expression(design.weights_source, part, "weights"), dtype=float)
+            s = sigma / np.sqrt(np.maximum(w, 1e-300))
+        return -0.5 * _LOG_2PI - np.log(s) - 0.5 * ((y - eta) / s) ** 2 + jac
 
     return _blocks(design.data, block, n_draws)

@@ -146,7 +146,15 @@ def loo(fit, **kwargs):
 
 
 def compare(fits: dict, **kwargs):
-    """``az.compare`` of several fits of the same data (dict label -> LMMFit).
+    """Rank models of the same data by expected log predictive density (brms ``loo_compare``).
+
+    ``fits`` maps a label to an LMMFit (its PSIS-LOO is computed, the
+    log-likelihood first if missing), an ``az.loo(..., pointwise=True)``
+    result, or a :class:`~bayeslmm.posterior.kfold.KFold` from ``fit.kfold``.
+    LOO entries go to ``az.compare`` (keyword arguments too) and give its
+    table; KFold entries, which must then all be KFold, give
+    :func:`~bayeslmm.posterior.kfold.compare_kfold`'s table (elpd_kfold,
+    elpd_diff, dse). Mixing the two criteria is a ValueError, as in loo.
 
     Fits of different families compare only if their log-likelihoods are of
     the same y: a ``lognormal`` fit of ``rt`` and a ``gaussian`` fit of
@@ -155,4 +163,26 @@ def compare(fits: dict, **kwargs):
     """
     import arviz as az
 
-    return az.compare({k: _ensure(f) for k, f in fits.items()}, **kwargs)
+    from .kfold import KFold, compare_kfold
+
+    if not isinstance(fits, dict) or len(fits) < 2:
+        raise ValueError(f"compare needs a dict of at least two labelled models; got {fits!r}.")
+    is_kfold = {k: isinstance(v, KFold) for k, v in fits.items()}
+    if any(is_kfold.values()):
+        if not all(is_kfold.values()):
+            raise ValueError("compare cannot mix k-fold and LOO results; k-fold: "
+                             f"{[k for k, v in is_kfold.items() if v]}, others: "
+                             f"{[k for k, v in is_kfold.items() if not v]}.")
+        if kwargs:
+            raise TypeError(f"compare of k-fold results takes no options; got {sorted(kwargs)}.")
+        return compare_kfold(fits)
+    entries = {}
+    for k, f in fits.items():
+        if isinstance(f, az.ELPDData):
+            entries[k] = f
+        elif hasattr(f, "idata") and hasattr(f, "design"):
+            entries[k] = _ensure(f)
+        else:
+            raise TypeError(f"compare: {k!r} is a {type(f).__name__}; expected an LMMFit, an az.loo result "
+                            "or a KFold.")
+    return az.compare(entries, **kwargs)

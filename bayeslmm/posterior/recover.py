@@ -60,17 +60,20 @@ class Prepared(NamedTuple):
     future: Future
 
 
-def start_compiling(design, plan, md, n_samples, compiler_options=None) -> Prepared:
+def start_compiling(design, plan, md, n_samples, compiler_options=None) -> Prepared | None:
     """Compile the recovery loop for ``n_samples`` draws in a thread; pass the result to :func:`recover_effects`.
 
     Started before sampling, the compilation runs while the sampler's JAX
     translation and its own compilation keep one core busy, instead of after
     sampling. ``compiler_options``: XLA options (:mod:`bayeslmm.sampling.xla`).
+    None for a Laplace plan, whose recovery (:mod:`~bayeslmm.posterior.recover_laplace`) compiles its own loop.
     """
     import jax
 
     from bayeslmm.ops import compile_recover_batch
 
+    if plan.approximation is not None:
+        return None  # recover_laplace_effects compiles its own loop
     sampled = [design.block(n) for n in plan.sampled]
     chunk, _ = _chunking(n_samples, md, sampled)
     dims = [design.block(n).dim for n in md.names]
@@ -97,13 +100,19 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
 
     The chunks of draws run in :func:`_workers` threads, each with its own
     random key (split in chunk order, so the draws do not depend on the
-    threads). Cost: one blocked factorization per draw.
+    threads). Cost: one blocked factorization per draw. A Laplace plan's
+    effects are drawn from the Laplace approximation instead
+    (:func:`~bayeslmm.posterior.recover_laplace.recover_laplace_effects`).
     """
     import jax
     import jax.numpy as jnp
 
     from bayeslmm.ops import recover_batch
 
+    if plan.approximation == "laplace":
+        from .recover_laplace import recover_laplace_effects
+
+        return recover_laplace_effects(idata, design, plan, md, random_seed=random_seed)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw

@@ -15,13 +15,17 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayeslmm.model.checks import check_probability
+from bayeslmm.model.checks import check_bool, check_probability
+from bayeslmm.model.plan import laplace_accuracy_warning
+from bayeslmm.model.priors import prior_table
 
 from . import store
 from .loglik import log_likelihood, loo
 from .plots import plot_caterpillar, plot_fixef, plot_ppc, plot_rank, plot_trace
 from .predict import posterior_predictive, predict, summarise_draws
-from .r2 import bayes_R2
+from .kfold import kfold
+from .r2 import bayes_R2, loo_R2
+from .varcorr import varcorr_brms, varcorr_lme4
 
 __all__ = ["LMMFit", "FitSummary", "draw_table"]
 
@@ -115,13 +119,15 @@ class FitSummary:
     __repr__ = __str__
 
     def _repr_html_(self):
-        parts = ["<br>".join(escape(h).replace("\n", "<br>") for h in self.header)]
+        plain = "color: inherit; background: transparent"
+        parts = [f"<pre style='{plain}'>" + "\n".join(escape(h) for h in self.header) + "</pre>"]
         for head, title, df in self._sections():
             if head:
-                parts.append(f"<h4>{head}</h4>")
-            parts.append(f"<h5>{title}</h5>" + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}"))
-        parts += [f"<p>{escape(n)}</p>" for n in self.notes]
-        return "\n".join(parts)
+                parts.append(f"<h4 style='{plain}'>{escape(head)}</h4>")
+            parts.append(f"<h5 style='{plain}'>{escape(title)}</h5>"
+                         + self._fmt(df).to_html(float_format=lambda v: f"{v:.2f}", border=0))
+        parts += [f"<p style='{plain}'><strong>{escape(n)}</strong></p>" for n in self.notes]
+        return "<div>" + "\n".join(parts) + "</div>"
 
 
 class LMMFit:
@@ -136,7 +142,12 @@ class LMMFit:
     plan : MarginalizationPlan
     timings : dict
         Seconds: ``sampling`` (compile included), ``recover``, ``total``.
+    origin : bayeslmm.api.Refit or None
+        The model and fit arguments this fit was made with (what
+        :meth:`update` and :meth:`kfold` refit from); None for a loaded fit.
     """
+
+    origin = None
 
     def __init__(self, idata, design, priors, plan, model, sampler, timings):
         self.idata, self.design, self.priors, self.plan = idata, design, priors, plan
@@ -233,12 +244,24 @@ class LMMFit:
                             f"cor_{blk.name}", **{f"{blk.name}__effect": ta, f"{blk.name}__effect_bis": tb})
         return draws
 
-    def varcorr(self, summary: bool = True, prob: float = 0.95):
-        """SDs and correlations per factor, and the residual SD (lme4 ``VarCorr``).
+    def varcorr(self, summary: bool = True, prob: float = 0.95, layout: str = "long"):
+        """Variance components per factor and the residual SD (brms ``VarCorr`` / lme4 ``VarCorr``).
 
-        DataFrame with a (group, parameter) index: ``sd(Intercept)``,
-        ``cor(Intercept,c_int)``, and ("Residual", "sigma").
+        ``layout="long"`` (default): DataFrame with a (group, parameter)
+        index: ``sd(Intercept)``, ``cor(Intercept,c_int)``, and ("Residual",
+        "sigma"); ``summary=False`` gives those draws as a dict.
+        ``layout="brms"``: brms's structure, dict factor -> {"sd", "cor",
+        "cov"} plus "residual__" (:func:`bayeslmm.posterior.varcorr.varcorr_brms`).
+        ``layout="lme4"``: lme4's printed Groups / Name / Variance / Std.Dev. /
+        Corr table of posterior means (:func:`bayeslmm.posterior.varcorr.varcorr_lme4`).
+        Cost O(S sum_g d_g^2).
         """
+        if layout not in ("long", "brms", "lme4"):
+            raise ValueError(f"layout must be 'long', 'brms' or 'lme4'; got {layout!r}.")
+        if layout == "brms":
+            return varcorr_brms(self, prob)
+        if layout == "lme4":
+            return varcorr_lme4(self)
         draws = self._group_draws()
         if "sigma" in self.design.family.aux:
             draws[("Residual", "sigma")] = self._sel("sigma")
@@ -249,9 +272,17 @@ class LMMFit:
         return df
 
     def summary(self, prob: float = 0.95) -> FitSummary:
-        """brms-style summary: group-level, population-level and family parameters with diagnostics."""
+        """brms-style summary: group-level, population-level and family parameters with diagnostics.
+
+        Warns once per fit (UserWarning) when a Laplace plan integrated out factors with few
+        observations per level (:func:`bayeslmm.model.plan.laplace_accuracy_warning`).
+        """
         prob = check_probability(prob, "prob")
         d = self.design
+        note = laplace_accuracy_warning(d, self.plan)
+        if note and not getattr(self, "_laplace_warned", False):
+            self._laplace_warned = True
+            warnings.warn(note, UserWarning, stacklevel=2)
         post = self.posterior
         n_draws = post.sizes["chain"] * post.sizes["draw"]
         header = [
@@ -334,11 +365,26 @@ class LMMFit:
                 stacklevel=stacklevel + 1)
 
     # --- analysis: predictions, log-likelihood, plots, save (thin wrappers) ---
-    def predict(self, newdata=None, re_formula=None, allow_new_levels=False, kind="mean",
-                sample_new_levels="gaussian", random_seed=None):
-        """Posterior draws (draws x rows) of predictions; see :func:`bayeslmm.posterior.predict.predict`."""
-        return predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
-                       kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+    def predict(self, newdata=None, re_formula=None, allow_new_levels=False, summary: bool = True,
+                prob: float = 0.95, kind="response", sample_new_levels="gaussian", random_seed=None):
+        """Posterior predictive per row, like brms ``predict`` (``posterior_predict``).
+
+        ``summary=True`` (default, as brms): DataFrame indexed as ``newdata``
+        (the training rows if None) with Estimate, Est.Error and the
+        equal-tailed ``prob`` interval (Q2.5, Q97.5) of draws of new
+        observations. ``summary=False``: the draws, ndarray (chains * draws,
+        rows). ``kind="mean"`` / ``"link"`` switch to the expected response
+        (brms ``posterior_epred``, also :meth:`fitted`) / the linear
+        predictor (``posterior_linpred``). Other arguments: see
+        :func:`bayeslmm.posterior.predict.predict`. Cost O(S n (p + sum_g d_g)).
+        """
+        check_bool(summary, "summary")
+        draws = predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
+                        kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+        if summary and not isinstance(draws, np.ndarray):
+            raise ValueError("summary=True would collect every draw of every row of a Dask frame on the driver; "
+                             "pass summary=False for the lazy Dask array of draws.")
+        return summarise_draws(draws, self._row_index(newdata), prob) if summary else draws
 
     def fitted(self, newdata=None, re_formula=None, allow_new_levels=False, summary: bool = True,
                prob: float = 0.95, scale: str = "response", random_seed=None):
@@ -352,24 +398,41 @@ class LMMFit:
         """
         if scale not in ("response", "linear"):
             raise ValueError(f"scale must be 'response' or 'linear'; got {scale!r}")
-        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
-                             kind="mean" if scale == "response" else "link", random_seed=random_seed)
-        return summarise_draws(draws, self._row_index(newdata), prob) if summary else draws
+        return self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels, summary=summary,
+                            prob=prob, kind="mean" if scale == "response" else "link", random_seed=random_seed)
 
     def predict_table(self, newdata=None, re_formula=None, allow_new_levels=False, prob: float = 0.95,
                       random_seed=None):
-        """brms ``predict`` with ``summary = TRUE``: new observations per row, summarised.
-
-        DataFrame indexed as ``newdata`` with Estimate, Est.Error, Q2.5,
-        Q97.5 of posterior predictive draws (``predict(kind="response")``).
-        """
-        draws = self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
-                             kind="response", random_seed=random_seed)
-        return summarise_draws(draws, self._row_index(newdata), prob)
+        """Same as :meth:`predict` with its defaults (``summary=True``, posterior predictive); kept for old code."""
+        return self.predict(newdata, re_formula=re_formula, allow_new_levels=allow_new_levels, prob=prob,
+                            random_seed=random_seed)
 
     def bayes_R2(self, re_formula=None, summary: bool = True, prob: float = 0.95):
         """Bayesian R2 (brms ``bayes_R2``); ``re_formula="NA"`` for the marginal R2. See :func:`bayeslmm.posterior.r2.bayes_R2`."""
         return bayes_R2(self, re_formula=re_formula, summary=summary, prob=prob)
+
+    def loo_R2(self, summary: bool = True, prob: float = 0.95, random_seed=None):
+        """LOO-adjusted R2 (brms ``loo_R2``); see :func:`bayeslmm.posterior.r2.loo_R2`."""
+        return loo_R2(self, summary=summary, prob=prob, random_seed=random_seed)
+
+    def kfold(self, K: int = 10, group=None, folds=None, random_seed=None, progressbar: bool = True, **fit_args):
+        """K-fold cross-validation by K refits (brms ``kfold``); see :func:`bayeslmm.posterior.kfold.kfold`."""
+        return kfold(self, K=K, group=group, folds=folds, random_seed=random_seed, progressbar=progressbar,
+                     **fit_args)
+
+    def update(self, formula=None, data=None, priors=None, **fit_args) -> "LMMFit":
+        """Refit with some pieces changed, reusing the rest (brms ``update``).
+
+        ``formula`` may use R's dots: ``". ~ . + x"``, ``". ~ . - (1 | item)"``,
+        ``"log(y) ~ ."``; ``data``, ``priors`` (None keeps the original
+        ones), ``family``/``link``/``weights``/``na_action`` and the
+        arguments of :meth:`BayesLMM.fit` (``draws``, ``marginalize``...)
+        default to those of this fit. Cost: one new fit.
+        """
+        if self.origin is None:
+            raise ValueError("update needs the data and arguments this fit was made with; a fit loaded from a "
+                             "file has none. Fit again with BayesLMM(...).fit().")
+        return self.origin(formula=formula, data=data, priors=priors, **fit_args)
 
     def _row_index(self, newdata):
         if newdata is not None:
@@ -408,15 +471,60 @@ class LMMFit:
         """See :func:`bayeslmm.posterior.plots.plot_caterpillar`."""
         return plot_caterpillar(self, factor, effect=effect, **kwargs)
 
-    def plot_ppc(self, **kwargs):
-        """See :func:`bayeslmm.posterior.plots.plot_ppc`."""
-        return plot_ppc(self, **kwargs)
+    def plot_ppc(self, kind="dens_overlay", **kwargs):
+        """Posterior predictive check (brms ``pp_check``); see :func:`bayeslmm.posterior.plots.plot_ppc`."""
+        return plot_ppc(self, kind=kind, **kwargs)
+
+    def pp_check(self, kind="dens_overlay", **kwargs):
+        """brms ``pp_check(type=kind)``: the same as :meth:`plot_ppc`."""
+        return plot_ppc(self, kind=kind, **kwargs)
 
     # --- end analysis ---
 
+    # --- effects, marginal means, hypotheses (thin wrappers) ---
+    def conditional_effects(self, effects=None, conditions=None, re_formula="NA", prob=0.95,
+                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None):
+        """brms ``conditional_effects``; see :func:`bayeslmm.posterior.effects.conditional_effects`."""
+        from .effects import conditional_effects
+
+        return conditional_effects(self, effects=effects, conditions=conditions, re_formula=re_formula, prob=prob,
+                                   method=method, resolution=resolution, robust=robust, plot=plot,
+                                   random_seed=random_seed)
+
+    def emmeans(self, specs, by=None, at=None, re_formula="NA", type="response", prob=0.95):
+        """Estimated marginal means (emmeans ``emmeans``); see :func:`bayeslmm.posterior.emmeans.emmeans`."""
+        from .emmeans import emmeans
+
+        return emmeans(self, specs, by=by, at=at, re_formula=re_formula, type=type, prob=prob)
+
+    def contrasts(self, specs, method="pairwise", by=None, at=None, re_formula="NA", type="response", prob=0.95):
+        """Contrasts of marginal means (emmeans ``contrast``); see :func:`bayeslmm.posterior.emmeans.contrasts`."""
+        from .emmeans import contrasts
+
+        return contrasts(self, specs, method=method, by=by, at=at, re_formula=re_formula, type=type, prob=prob)
+
+    def hypothesis(self, hypothesis, class_="b", group=None, alpha=0.05, robust=False):
+        """brms ``hypothesis``; see :func:`bayeslmm.posterior.hypothesis.hypothesis`."""
+        from .hypothesis import hypothesis as _hypothesis
+
+        return _hypothesis(self, hypothesis, class_=class_, group=group, alpha=alpha, robust=robust)
+
+    # --- end effects ---
+
     def _repr_html_(self):
-        """Notebook view: the brms summary as HTML tables, no fixed colours (readable on light and dark themes)."""
-        return f"<div><b>{escape(repr(self))}</b>" + self.summary()._repr_html_() + "</div>"
+        """Notebook view: formula, family, data, plan, the brms summary tables, warnings, priors; inherited colours."""
+        from .html import facts_html, section_html, wrap_html
+
+        d, post = self.design, self.posterior
+        facts = [("Formula", d.spec.formula), ("Family", f"{d.family.name} (link: {d.family.link})"),
+                 ("Data", f"{d.n} observations" + (f" ({d.n_dropped} with NaN dropped)" if d.n_dropped else "")
+                  + "".join(f"; {b.name}: {b.n_levels} levels" for b in d.blocks)),
+                 ("Draws", f"{post.sizes['chain']} chains x {post.sizes['draw']} draws, sampler {self.sampler}"),
+                 ("Plan", self.plan.describe())]
+        parts = [facts_html("LMMFit", facts), self.summary()._repr_html_()]
+        if self.priors is not None:
+            parts.append(section_html("Priors", prior_table(self.priors)))
+        return wrap_html(parts, "fit")
 
     def __repr__(self):
         return f"<LMMFit {self.design.spec.formula!r}, {self.plan.label}, {self.sampler}>"

@@ -74,7 +74,8 @@ def _design_dataset(fit):
         "priors": [{"prior": _prior_text(p), "cls": p.cls, "coef": p.coef, "group": p.group, "source": p.source}
                    for p in fit.priors],
         "plan": {"marginalized": list(fit.plan.marginalized), "sampled": list(fit.plan.sampled),
-                 "requested": _plain(fit.plan.requested), "reason": fit.plan.reason},
+                 "requested": _plain(fit.plan.requested), "reason": fit.plan.reason,
+                 "approximation": fit.plan.approximation},
         "sampler": fit.sampler,
         "timings": {k: float(v) for k, v in fit.timings.items()},
     }
@@ -217,5 +218,6 @@ def read(path):
               for p in spec["priors"]]
     pl = spec["plan"]
     requested = tuple(pl["requested"]) if isinstance(pl["requested"], list) else pl["requested"]
-    plan = MarginalizationPlan(tuple(pl["marginalized"]), tuple(pl["sampled"]), requested, pl["reason"])
+    plan = MarginalizationPlan(tuple(pl["marginalized"]), tuple(pl["sampled"]), requested, pl["reason"],
+                               pl.get("approximation"))
     return idata, design, priors, plan, spec["sampler"], spec["timings"]

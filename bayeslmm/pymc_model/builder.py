@@ -36,6 +36,7 @@ from bayeslmm.model.priors import whole_of
 from bayeslmm.ops import MarginalData, marginal_loglik
 
 from .centring import centring_weights
+from .laplace import add_laplace_likelihood
 from .lkj import CPCTransform, cholesky_of_corr
 
 __all__ = ["build_model", "coords_of", "marginal_data"]
@@ -167,7 +168,8 @@ def marginal_data(design, plan) -> MarginalData:
         check_dask_plan(plan)
         return design.md
     factors = [b for b in design.blocks if b.name in plan.marginalized]
-    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient)
+    # Precision weights (gaussian/lognormal) keep the marginal exact: weighted cross-products.
+    return MarginalData.build(design.y, design.X, factors, sufficient=plan.sufficient, weights=design.weights)
 
 
 def _parents(design, plan):
@@ -348,6 +350,9 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
                for p in priors if p.cls == a}
         if not plan.marginalized:
             _likelihood(design, mu + offset, aux)
+        elif plan.approximation == "laplace":
+            md = md if md is not None else marginal_data(design, plan)
+            add_laplace_likelihood(design, md, beta, [Ls[n] for n in md.names], offset, aux)
         else:
             sigma = aux["sigma"]
             md = md if md is not None else marginal_data(design, plan)

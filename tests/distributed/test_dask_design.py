@@ -107,3 +107,61 @@ def test_stateful_transform_of_an_expression_is_an_error():
         dask_design("y ~ scale(x ** 2) + (1 | subj)", ddf)
     with pytest.raises(ValueError, match="constant"):
         dask_design("y ~ scale(k) + (1 | subj)", dd.from_pandas(_data(100).assign(k=1.0), npartitions=2))
+
+
+@pytest.mark.parametrize("formula,family,column", [
+    ("y | weights(pw) ~ x + w + (x | subj) + (1 | item)", "gaussian", None),
+    ("y ~ x + (x || subj) + (1 | item)", "lognormal", "pw"),
+])
+def test_weighted_statistics_match_pandas(formula, family, column):
+    """Precision weights (some 0, one partition with only zeros): the Dask statistics are the pandas ones."""
+    import jax
+
+    from bayeslmm.ops import marginal_logp
+
+    df = _data()
+    rng = np.random.default_rng(4)
+    df["pw"] = rng.uniform(0.2, 3.0, len(df))
+    df.loc[rng.choice(len(df), 30, replace=False), "pw"] = 0.0
+    df.loc[:119, "pw"] = 0.0  # the whole first partition
+    design = build_design(formula, df, family=family, weights=column)
+    md = marginal_data(design, resolve_plan(design, "all"))
+    st = dask_design(formula, dd.from_pandas(df, npartitions=5), family=family, weights=column)
+    got = st.md
+    assert md.n_positive == got.n_positive == int((df.pw > 0).sum())
+    np.testing.assert_allclose(got.sum_log_w, md.sum_log_w, rtol=1e-12)
+    np.testing.assert_allclose(st.log_jacobian, design.log_jacobian, rtol=1e-12)
+    for f in FIELDS:
+        a, b = getattr(got, f), getattr(md, f)
+        if b is None:
+            assert a is None, f
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()), err_msg=f)
+    for a, b in zip(got.S2 + got.G21, md.S2 + md.G21):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    Ls = [0.3 * np.eye(d) for d in (md.dims[md.order.index(k)] for k in range(md.n_factors))]
+    beta = np.asarray(md.beta_hat) + 0.01
+    with jax.enable_x64(True):
+        a, b = (float(marginal_logp(m, beta, 0.8, Ls)) for m in (got, md))
+    np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert st.weights_source == (column or "pw")
+    m, ref = st.moments(), design.moments()  # unweighted, as for a pandas frame
+    np.testing.assert_allclose([m.y_mean, m.y_sd], [ref.y_mean, ref.y_sd], rtol=1e-10)
+    np.testing.assert_allclose(m.x_sd, ref.x_sd, rtol=1e-10, atol=1e-12)
+    for b in design.blocks:
+        np.testing.assert_allclose(m.z_sd[b.name], ref.z_sd[b.name], rtol=1e-10, atol=1e-12)
+
+
+def test_weights_on_a_dask_frame_are_checked():
+    df = _data(100).assign(pw=1.0)
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(ValueError, match="given twice"):
+        dask_design("y | weights(pw) ~ x + (1 | subj)", ddf, weights="pw")
+    with pytest.raises(TypeError, match="must be a column name"):
+        BayesLMM("y ~ x + (1 | subj)", ddf, weights=np.ones(100))
+    with pytest.raises(ValueError, match="not a column"):
+        dask_design("y ~ x + (1 | subj)", ddf, weights="nope")
+    with pytest.raises(ValueError, match="non-negative"):
+        dask_design("y ~ x + (1 | subj)", dd.from_pandas(df.assign(pw=-1.0), npartitions=2), weights="pw")
+    with pytest.raises(ValueError, match="all zero"):
+        dask_design("y ~ x + (1 | subj)", dd.from_pandas(df.assign(pw=0.0), npartitions=2), weights="pw")

@@ -45,11 +45,11 @@ def _hand_eta(fit, df, rows=slice(None)):
 def test_lazy_predictions_match_pandas(fitted):
     fit, df = fitted
     newdata = df.iloc[::7].reset_index(drop=True)
-    lazy = fit.predict(newdata=dd.from_pandas(newdata, npartitions=2), kind="link")
+    lazy = fit.predict(newdata=dd.from_pandas(newdata, npartitions=2), kind="link", summary=False)
     assert isinstance(lazy, da.Array) and lazy.numblocks == (1, 2)
     with dask.config.set(scheduler="threads"):
         got = lazy.compute()
-        train = fit.predict().compute()
+        train = fit.predict(kind="link", summary=False).compute()
     np.testing.assert_allclose(got, _hand_eta(fit, df, slice(None, None, 7)), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(train, _hand_eta(fit, df), rtol=1e-9, atol=1e-9)
 
@@ -68,11 +68,14 @@ def test_lazy_log_likelihood_matches_pandas(fitted):
 def test_lazy_prediction_refusals(fitted):
     fit, df = fitted
     with pytest.raises(ValueError, match="allow_new_levels"):
-        fit.predict(newdata=dd.from_pandas(df, npartitions=2), allow_new_levels=True)
+        fit.predict(newdata=dd.from_pandas(df, npartitions=2), allow_new_levels=True, summary=False)
     with pytest.raises(ValueError, match="kind='response'"):
-        fit.predict(kind="response")
+        fit.predict(kind="response", summary=False)
+    with pytest.raises(ValueError, match="summary=False"):
+        fit.predict(kind="mean")
     with pytest.raises(ValueError, match="not seen in training"):
-        fit.predict(newdata=dd.from_pandas(df.assign(subj="new"), npartitions=2)).compute(scheduler="threads")
+        fit.predict(newdata=dd.from_pandas(df.assign(subj="new"), npartitions=2), kind="mean",
+                    summary=False).compute(scheduler="threads")
 
 
 def test_loo_of_a_dask_fit(fitted):

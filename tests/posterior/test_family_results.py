@@ -92,9 +92,9 @@ def test_pointwise_loglik_matches_scipy(fitted):
 
 def test_predict_kinds_and_newdata_offsets(fitted):
     name, df, fit = fitted
-    link = fit.predict(kind="link")
-    mean = fit.predict(kind="mean")
-    resp = fit.predict(kind="response", random_seed=1)
+    link = fit.predict(summary=False, kind="link")
+    mean = fit.predict(summary=False, kind="mean")
+    resp = fit.predict(summary=False, kind="response", random_seed=1)
     assert link.shape == mean.shape == resp.shape == (200, len(df))
     if name in ("bernoulli", "probit"):
         assert np.all((mean > 0) & (mean < 1)) and set(np.unique(resp)) <= {0.0, 1.0}
@@ -103,10 +103,10 @@ def test_predict_kinds_and_newdata_offsets(fitted):
     if name in ("poisson", "negbinomial"):
         np.testing.assert_allclose(mean, np.exp(link))
     # predictions on newdata equal those on the training rows, offsets re-evaluated
-    np.testing.assert_allclose(fit.predict(df, kind="mean"), mean)
+    np.testing.assert_allclose(fit.predict(df, summary=False, kind="mean"), mean)
     if name in ("poisson", "student"):
         with pytest.raises(ValueError, match="offset"):
-            fit.predict(df.drop(columns="z"))
+            fit.predict(df.drop(columns="z"), summary=False, kind="mean")
 
 
 def test_posterior_predictive_and_round_trip(fitted, tmp_path):
@@ -117,14 +117,15 @@ def test_posterior_predictive_and_round_trip(fitted, tmp_path):
     fit.save(path)
     back = bayeslmm.load(path)
     assert back.design.family == fit.design.family
-    np.testing.assert_allclose(back.predict(df, kind="mean"), fit.predict(df, kind="mean"))
+    np.testing.assert_allclose(back.predict(df, summary=False, kind="mean"),
+                               fit.predict(df, summary=False, kind="mean"))
     np.testing.assert_allclose(bayeslmm.posterior.loglik.log_likelihood(back).values,
                                bayeslmm.posterior.loglik.log_likelihood(fit).values)
 
 
 def test_bayes_R2_every_family(fitted):
     name, df, fit = fitted
-    mu = fit.predict(kind="mean")
+    mu = fit.predict(summary=False, kind="mean")
     y = np.asarray(fit.design.y_original, dtype=float)
     vm, ve = mu.var(axis=1, ddof=1), (y - mu).var(axis=1, ddof=1)
     r2 = fit.bayes_R2(summary=False)

@@ -64,9 +64,9 @@ def test_lognormal_matches_scipy_on_original_scale(fit_all, data, chain, draw):
     eta, sigma = _eta(fit_all, data, chain, draw)   # r_<g> here are the recovered effects
     np.testing.assert_allclose(ll.values[chain, draw], st.lognorm.logpdf(data["rt"], s=sigma, scale=np.exp(eta)),
                                rtol=1e-10)
-    link = fit_all.predict(kind="link")
+    link = fit_all.predict(summary=False, kind="link")
     sig = fit_all.posterior["sigma"].values.reshape(-1, 1)
-    np.testing.assert_allclose(fit_all.predict(kind="mean"), np.exp(link + sig ** 2 / 2))
+    np.testing.assert_allclose(fit_all.predict(summary=False, kind="mean"), np.exp(link + sig ** 2 / 2))
 
 
 def test_chunks_do_not_change_values(fit_none):

@@ -72,3 +72,85 @@ def test_ess_per_second(fit):
     assert tab.loc["a", "ess_per_second"] == pytest.approx(tab.loc["a", "min_bulk_ess"] / fit.timings["total"])
     ax = plot_ess_per_second({"a": fit, "b": fit})
     assert isinstance(ax, Axes) and len(ax.patches) == 2
+
+
+def _flat(da):
+    return np.asarray(da).reshape(-1)
+
+
+def test_fixef_labels_and_equal_tailed_intervals(fit):
+    ax = fit.plot_fixef(terms=["cond"], prob=0.9)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["cond"]
+    assert "equal-tailed" in ax.get_xlabel() and ax.get_title().endswith(" y")
+    draws = _flat(fit.posterior["fixef"].sel(fixef_term="cond"))
+    (x0, _), (x1, _) = ax.collections[0].get_segments()[0]
+    np.testing.assert_allclose([x0, x1], np.quantile(draws, [0.05, 0.95]))
+    ax = fit.plot_fixef()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Intercept", "cond"]
+    with pytest.raises(ValueError, match="not population-level"):
+        fit.plot_fixef(terms=["nope"])
+
+
+def test_caterpillar_subset_of_many_levels(fit):
+    ax = fit.plot_caterpillar("subj", max_levels=4, n_extreme=1)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    r = fit.posterior["r_subj"].sel(subj__effect="Intercept").mean(("chain", "draw"))
+    order = list(np.asarray(r["subj__level"])[np.argsort(np.asarray(r))])
+    assert len(labels) == 4 and labels[0] == order[0] and labels[-1] == order[-1]
+    assert "4 of 8 levels shown" in ax.get_title() and "1 lowest, 1 highest" in ax.get_title()
+    assert ax.get_xlabel().startswith("Intercept deviation by subj")
+
+
+def test_trace_titles_do_not_overlap(fit):
+    axes = np.ravel(fit.plot_trace())
+    fig = axes[0].figure
+    fig.canvas.draw()
+    boxes = [a.title.get_window_extent() for a in axes] + [a.get_xaxis().get_tightbbox() for a in axes]
+    for i in range(len(axes)):
+        for j in range(len(axes)):
+            if i != j:  # a panel's title against every other panel's title and tick labels
+                assert not boxes[i].overlaps(boxes[j]) and not boxes[i].overlaps(boxes[len(axes) + j])
+
+
+def test_pp_check_kinds(fit):
+    y = np.asarray(fit.design.y_original)
+    ax = fit.pp_check(kind="dens_overlay", ndraws=7, random_seed=1)
+    drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+    assert len(drawn) == 8 and ax.get_xlabel() == "y" and ax.get_ylabel() == "density"
+    yrep = np.asarray(fit.idata.posterior_predictive["y"]).reshape(-1, len(y))
+    axes = fit.pp_check(kind="hist", ndraws=5)
+    assert len(axes) == 6 and axes[0].get_title() == "y" and axes[-1].get_xlabel() == "y"
+    assert sum(p.get_height() for p in axes[0].patches) == len(y)
+    ax = fit.pp_check(kind="stat", stat="sd")
+    assert ax.get_xlabel() == "sd(y)" and len(ax.patches) == 30
+    assert ax.get_lines()[0].get_xdata()[0] == pytest.approx(y.std(ddof=1))
+    assert sum(p.get_height() for p in ax.patches) == yrep.shape[0]
+    axes = fit.pp_check(kind="stat_grouped", group="subj")
+    blk = fit.design.block("subj")
+    assert len(axes) == blk.n_levels
+    for lev, a in enumerate(axes):
+        assert a.get_title() == f"subj = {blk.levels[lev]}"
+        assert a.get_lines()[0].get_xdata()[0] == pytest.approx(y[blk.group_index == lev].mean())
+    ax = fit.pp_check(kind="intervals", prob=0.8)
+    pts = ax.get_lines()[0]
+    np.testing.assert_allclose(pts.get_ydata(), y)
+    seg = ax.collections[0].get_segments()
+    np.testing.assert_allclose([seg[3][0][1], seg[3][1][1]], np.quantile(yrep[:, 3], [0.1, 0.9]))
+    assert ax.get_ylabel() == "y"
+    ax = fit.pp_check(kind="intervals", max_obs=10)
+    assert len(ax.get_lines()[0].get_xdata()) == 10 and "10 of" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="kind must be"):
+        fit.pp_check(kind="violin")
+    with pytest.raises(ValueError, match="needs group"):
+        fit.pp_check(kind="stat_grouped")
+    with pytest.raises(ValueError, match="stat must be"):
+        fit.pp_check(kind="stat", stat="iqr")
+
+
+def test_ppc_label_is_the_response_as_written(toy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = BayesLMM("log(rt) ~ cond + (1 | subj)", toy).fit(draws=60, tune=60, chains=1, random_seed=1,
+                                                             progressbar=False, marginalize="all")
+    assert f.plot_ppc().get_xlabel() == "log(rt)"
+    assert f.plot_fixef().get_title() == "Population-level effects on log(rt)"

@@ -45,11 +45,11 @@ def _by_hand(fit, df, subj=("Intercept", "cond"), item=("Intercept",)):
 
 
 def test_matches_hand_computation(fit, data):
-    link = fit.predict(kind="link")
+    link = fit.predict(summary=False, kind="link")
     assert link.shape == (200, len(data))
     np.testing.assert_allclose(link, _by_hand(fit, data), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(fit.predict(), link)                    # gaussian: mean = link
-    np.testing.assert_allclose(fit.predict(newdata=data.iloc[::-1]), link[:, ::-1])
+    np.testing.assert_allclose(fit.predict(summary=False, kind="mean"), link)  # gaussian: mean = link
+    np.testing.assert_allclose(fit.predict(summary=False, kind="mean", newdata=data.iloc[::-1]), link[:, ::-1])
 
 
 @pytest.mark.parametrize("re_formula, subj, item", [
@@ -65,7 +65,7 @@ def test_matches_hand_computation(fit, data):
 ])
 def test_re_formula(fit, data, re_formula, subj, item):
     new = data.head(7)
-    np.testing.assert_allclose(fit.predict(newdata=new, re_formula=re_formula, kind="link"),
+    np.testing.assert_allclose(fit.predict(summary=False, newdata=new, re_formula=re_formula, kind="link"),
                                _by_hand(fit, new, subj, item), rtol=1e-10, atol=1e-10)
 
 
@@ -76,25 +76,25 @@ def test_re_formula(fit, data, re_formula, subj, item):
 ])
 def test_re_formula_errors(fit, re_formula, msg):
     with pytest.raises(ValueError, match=msg):
-        fit.predict(re_formula=re_formula)
+        fit.predict(summary=False, kind="mean", re_formula=re_formula)
 
 
 def test_unseen_levels_raise(fit, data):
     new = data.head(3).assign(subj=["s000", "new1", "new2"])
     with pytest.raises(ValueError, match=r"'subj' not seen in training: 'new1', 'new2'"):
-        fit.predict(newdata=new)
+        fit.predict(summary=False, kind="mean", newdata=new)
     # Dropping the factor through re_formula makes its levels irrelevant.
-    assert fit.predict(newdata=new, re_formula="~ (1 | item)").shape == (200, 3)
+    assert fit.predict(summary=False, kind="mean", newdata=new, re_formula="~ (1 | item)").shape == (200, 3)
     with pytest.raises(ValueError, match="lacks grouping column"):
-        fit.predict(newdata=data.drop(columns="item").head(2))
+        fit.predict(summary=False, kind="mean", newdata=data.drop(columns="item").head(2))
 
 
 def test_new_levels_drawn_from_group_distribution(fit, data):
     n_new = 200
     new = pd.DataFrame({"cond": 0.5, "subj": [f"new{i}" for i in range(n_new)], "item": "i000"})
-    eta = fit.predict(newdata=new, re_formula="~ (cond | subj)", allow_new_levels=True, kind="link",
+    eta = fit.predict(summary=False, newdata=new, re_formula="~ (cond | subj)", allow_new_levels=True, kind="link",
                       random_seed=5)
-    fixed = fit.predict(newdata=new, re_formula="NA", kind="link")
+    fixed = fit.predict(summary=False, newdata=new, re_formula="NA", kind="link")
     post = fit.posterior
     sd = _flat(post["sd_subj"])
     rho = _flat(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond"))
@@ -104,7 +104,7 @@ def test_new_levels_drawn_from_group_distribution(fit, data):
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
     # Rows of one new level share its effect; a known level keeps its posterior draws.
     two = pd.DataFrame({"cond": [0.5, 0.5, 0.5], "subj": ["newA", "newA", "s001"], "item": "i000"})
-    p = fit.predict(newdata=two, allow_new_levels=True, kind="link", random_seed=1)
+    p = fit.predict(summary=False, newdata=two, allow_new_levels=True, kind="link", random_seed=1)
     np.testing.assert_array_equal(p[:, 0], p[:, 1])
     np.testing.assert_allclose(p[:, 2], _by_hand(fit, two.iloc[[2]])[:, 0])
 
@@ -112,21 +112,21 @@ def test_new_levels_drawn_from_group_distribution(fit, data):
 def test_seeded_reproducible(fit, data):
     new = data.head(5).assign(subj="brand_new")
     kw = dict(newdata=new, allow_new_levels=True, kind="response")
-    a, b = fit.predict(random_seed=11, **kw), fit.predict(random_seed=11, **kw)
+    a, b = fit.predict(summary=False, random_seed=11, **kw), fit.predict(summary=False, random_seed=11, **kw)
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, fit.predict(random_seed=12, **kw))
-    y = fit.predict(kind="response", random_seed=3)
-    resid = (y - fit.predict(kind="link")) / _flat(fit.posterior["sigma"])[:, None]
+    assert not np.allclose(a, fit.predict(summary=False, random_seed=12, **kw))
+    y = fit.predict(summary=False, kind="response", random_seed=3)
+    resid = (y - fit.predict(summary=False, kind="link")) / _flat(fit.posterior["sigma"])[:, None]
     assert abs(resid.mean()) < 0.05 and abs(resid.std() - 1) < 0.05
 
 
 def test_bad_arguments(fit, data):
     with pytest.raises(ValueError, match="kind must be"):
-        fit.predict(kind="epred")
+        fit.predict(summary=False, kind="epred")
     with pytest.raises(ValueError, match="sample_new_levels"):
-        fit.predict(sample_new_levels="uncertainty")
+        fit.predict(summary=False, kind="mean", sample_new_levels="uncertainty")
     with pytest.raises(TypeError, match="DataFrame"):
-        fit.predict(newdata=data.to_dict())
+        fit.predict(summary=False, kind="mean", newdata=data.to_dict())
 
 
 def test_posterior_predictive(fit, data):

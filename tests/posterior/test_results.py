@@ -1,5 +1,6 @@
 """Tables are computed from the posterior draws: check every number against ArviZ on the same draws."""
 
+import re
 import warnings
 
 import arviz as az
@@ -133,7 +134,7 @@ def test_singular_note():
 def test_fitted_and_predict_tables(fit):
     data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
     new = data.iloc[[3, 0, 7]]
-    draws = fit.predict(new, kind="mean")
+    draws = fit.predict(new, summary=False, kind="mean")
     tab = fit.fitted(new)
     assert list(tab.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"] and len(tab) == draws.shape[1]
     np.testing.assert_allclose(tab["Estimate"], draws.mean(0))
@@ -143,8 +144,9 @@ def test_fitted_and_predict_tables(fit):
     assert list(tab.index) == list(new.index)
     assert len(fit.fitted()) == len(data)
     np.testing.assert_array_equal(fit.fitted(new, summary=False), draws)
-    np.testing.assert_allclose(fit.fitted(new, scale="linear", summary=False), fit.predict(new, kind="link"))
-    y = fit.predict(new, kind="response", random_seed=4)
+    np.testing.assert_allclose(fit.fitted(new, scale="linear", summary=False),
+                               fit.predict(new, summary=False, kind="link"))
+    y = fit.predict(new, summary=False, kind="response", random_seed=4)
     pt = fit.predict_table(new, random_seed=4, prob=0.9)
     np.testing.assert_allclose(pt["Q5"], np.quantile(y, 0.05, axis=0))
     with pytest.raises(ValueError, match="scale"):
@@ -155,7 +157,7 @@ def test_bayes_R2_by_hand(fit):
     data, _ = simulate_crossed(n_subj=8, n_item=6, reps=2, seed=5)
     y = data["y"].to_numpy()
     for re_formula in (None, "NA"):
-        mu = fit.predict(re_formula=re_formula, kind="mean")
+        mu = fit.predict(summary=False, re_formula=re_formula, kind="mean")
         vm, ve = np.var(mu, axis=1, ddof=1), np.var(y - mu, axis=1, ddof=1)
         r2 = fit.bayes_R2(re_formula=re_formula, summary=False)
         np.testing.assert_allclose(r2, vm / (vm + ve))
@@ -167,5 +169,8 @@ def test_bayes_R2_by_hand(fit):
 
 def test_html_repr(fit):
     html = fit._repr_html_()
-    assert html.count("<table") == len(fit.summary().tables)
-    assert "Multilevel Hyperparameters" in html and "&lt;LMMFit" in html and "color" not in html
+    # the facts table, one per summary section, the priors
+    assert html.count("<table") == len(fit.summary().tables) + 2
+    assert "Multilevel Hyperparameters" in html and "LMMFit" in html
+    colours = re.findall(r"(?:background|color)\s*:\s*([^;'\"]+)", html)
+    assert colours and set(c.strip() for c in colours) <= {"inherit", "transparent"}

@@ -1,0 +1,208 @@
+"""PyTensor Ops for the Laplace-marginal GLMM log-density, with JAX implementations.
+
+``LaplaceLogp(ld)(beta, *Ls, offset[, phi])`` is the scalar
+:func:`bayeslmm.ops.laplace.laplace_logp`, the pattern of
+:mod:`bayeslmm.ops.op`: on the C/Python backends ``perform`` calls a jitted
+JAX function and the gradient is a second Op (:class:`LaplaceLogpGrad`, JAX
+reverse mode through the implicit-function-theorem VJP of the mode); on the
+JAX backend ``jax_funcify`` hands PyTensor the pure kernel, which the sampler
+differentiates itself.
+
+The props are one :class:`LaplaceData` (the rows, the family, the trials),
+compared by identity like :class:`~bayeslmm.ops.data.MarginalData`, so two
+Ops on the same data merge in a graph and the Op pickles for multiprocess
+sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+
+from .data import MarginalData
+from .laplace import Family, laplace_logp
+
+__all__ = ["LaplaceData", "LaplaceLogp", "LaplaceLogpGrad", "laplace_loglik", "register_laplace_jax"]
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceData:
+    """What the Laplace log-density needs besides the parameters; equality by identity.
+
+    ``md``: rows-mode :class:`MarginalData` whose ``y`` is the response
+    (successes for binomial); ``family``: :class:`bayeslmm.ops.laplace.Family`;
+    ``trials``: (N,) or None (binomial only); ``max_steps``, ``tol``: the
+    Newton limits of :func:`~bayeslmm.ops.laplace.laplace_logp`.
+    """
+
+    md: MarginalData
+    family: Family
+    trials: np.ndarray | None = None
+    max_steps: int = 50
+    tol: float = 1e-10
+
+    @classmethod
+    def build(cls, md, family, trials=None, max_steps=50, tol=1e-10) -> "LaplaceData":
+        """Check the inputs once (rows mode, family and link, trials' shape) and freeze them."""
+        if md.mode != "rows":
+            raise ValueError("the Laplace log-density needs MarginalData built with sufficient=False, "
+                             f"got mode={md.mode!r}")
+        family = (family if isinstance(family, Family) else Family(*np.atleast_1d(family))).checked()
+        if trials is not None:
+            if family.name != "binomial":
+                raise ValueError(f"trials are only meaningful for the binomial family, not {family.name!r}")
+            trials = np.asarray(trials, dtype=np.float64)
+            if trials.shape != (md.n_obs,):
+                raise ValueError(f"trials must have shape ({md.n_obs},), got {trials.shape}")
+        return cls(md, family, trials, int(max_steps), float(tol))
+
+    @property
+    def has_phi(self) -> bool:
+        """True when the family has a parameter input (negbinomial shape, gaussian sigma)."""
+        return self.family.name in ("negbinomial", "gaussian")
+
+
+class _LaplaceOpBase(Op):
+    """Shared props, pure JAX function, input checks and pickling for the value and gradient Ops."""
+
+    __props__ = ("ld",)
+
+    def __init__(self, ld: LaplaceData):
+        if not isinstance(ld, LaplaceData):
+            raise TypeError(f"{type(self).__name__} needs a LaplaceData, got {type(ld).__name__}")
+        self.ld = ld
+        register_laplace_jax()
+        super().__init__()
+
+    def _logp(self, beta, *rest):
+        ld, k = self.ld, self.ld.md.n_factors
+        return laplace_logp(ld.md, ld.family, beta, list(rest[:k]), rest[k], ld.trials,
+                            rest[k + 1] if ld.has_phi else None, ld.max_steps, ld.tol)
+
+    def _input_specs(self):
+        md = self.ld.md
+        d = [md.dims[md.order.index(k)] for k in range(md.n_factors)]
+        specs = [("beta", (md.n_fixed,))]
+        specs += [(f"L[{n}]", (dk, dk)) for n, dk in zip(md.names, d)]
+        specs.append(("offset", (md.n_obs,)))
+        if self.ld.has_phi:
+            specs.append(("phi", ()))
+        return specs
+
+    def _as_inputs(self, inputs):
+        specs = self._input_specs()
+        if len(inputs) != len(specs):
+            raise TypeError(f"{type(self).__name__} expects inputs {[n for n, _ in specs]}, "
+                            f"got {len(inputs)} inputs")
+        out = []
+        for x, (name, shape) in zip(inputs, specs):
+            x = pt.as_tensor_variable(x)
+            if x.type.ndim != len(shape):
+                raise TypeError(f"{name} must be {len(shape)}-D with shape {shape}, got a {x.type.ndim}-D {x.type}")
+            if any(s is not None and s != e for s, e in zip(x.type.shape, shape)):
+                raise TypeError(f"{name} must have shape {shape}, got {x.type.shape}")
+            out.append(x if x.type.dtype == "float64" else pt.cast(x, "float64"))
+        return out
+
+    def __getstate__(self):
+        # Jitted functions hold compiled executables that cannot be pickled.
+        return {k: v for k, v in self.__dict__.items() if k != "_jitted"}
+
+    def _run(self, inputs):
+        # The C/Python backends call perform outside any fit's float64 context.
+        with jax.enable_x64(True):
+            if getattr(self, "_jitted", None) is None:
+                self._jitted = jax.jit(self.jax_fn)
+            return self._jitted(*inputs)
+
+
+class LaplaceLogp(_LaplaceOpBase):
+    """Scalar Laplace approximation of ``log p(y | beta, L_1..L_K, offset[, phi])``.
+
+    Inputs, in order: ``beta`` (p,), one ``L_k`` (d_k, d_k) per marginalized
+    factor in the caller order of ``ld.md.names``, ``offset`` (N,) (the
+    sampled factors' contribution to the linear predictor plus any user
+    offset), then ``phi`` () for negbinomial (shape) and gaussian (sigma).
+    The formula and its cost (K Newton steps, each a row pass and one blocked
+    factorization) are in :func:`bayeslmm.ops.laplace.laplace_logp`.
+    """
+
+    def make_node(self, *inputs):
+        return Apply(self, self._as_inputs(inputs), [pt.dscalar()])
+
+    @property
+    def jax_fn(self):
+        return self._logp
+
+    def perform(self, node, inputs, output_storage):
+        output_storage[0][0] = np.asarray(self._run(inputs), dtype=np.float64)
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        return [()]
+
+    def L_op(self, inputs, outputs, output_grads):
+        """Gradient for every input from :class:`LaplaceLogpGrad` (the adjoint of the mode: one
+        extra solve with ``H``, nothing stored from the Newton iterations)."""
+        (g,) = output_grads
+        grads = LaplaceLogpGrad(self.ld)(*inputs, return_list=True)
+        return [g * gi for gi in grads]
+
+
+class LaplaceLogpGrad(_LaplaceOpBase):
+    """Gradients of :class:`LaplaceLogp` with respect to all its inputs.
+
+    ``perform`` runs ``jax.grad`` of the kernel: the Newton solve forward,
+    then the implicit-function-theorem VJP (one blocked solve) and the
+    derivative of the log-determinant; about two Newton steps more than one
+    value. One output per input, same types and shapes.
+    """
+
+    def make_node(self, *inputs):
+        inputs = self._as_inputs(inputs)
+        return Apply(self, inputs, [x.type() for x in inputs])
+
+    @property
+    def jax_fn(self):
+        return jax.grad(self._logp, argnums=tuple(range(len(self._input_specs()))))
+
+    def perform(self, node, inputs, output_storage):
+        for out, gi in zip(output_storage, self._run(inputs)):
+            out[0] = np.asarray(gi, dtype=np.float64)
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        return list(input_shapes)
+
+
+def register_laplace_jax() -> None:
+    """Register the Ops' JAX implementations with PyTensor's ``jax_funcify`` (idempotent).
+
+    Called when an Op is made, not at import, for the reason given in
+    :func:`bayeslmm.ops.op.register_jax`.
+    """
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    for op in (LaplaceLogp, LaplaceLogpGrad):
+        jax_funcify.register(op)(_jax_funcify_laplace)
+
+
+def _jax_funcify_laplace(op, **kwargs):
+    return op.jax_fn
+
+
+def laplace_loglik(ld: LaplaceData, beta, Ls, offset, phi=None):
+    """Symbolic Laplace-marginal log-likelihood, e.g. for ``pm.Potential("lik", ...)``.
+
+    ``Ls``: tensors (d_k, d_k) in the caller order of ``ld.md.names``;
+    ``offset``: tensor (N,); ``phi``: scalar tensor, required exactly when the
+    family has one (negbinomial shape, gaussian sigma). Returns a float64
+    scalar tensor.
+    """
+    if ld.has_phi != (phi is not None):
+        raise ValueError(f"family {ld.family.name!r} "
+                         + ("needs phi" if ld.has_phi else f"takes no phi, got {phi!r}"))
+    return LaplaceLogp(ld)(beta, *Ls, offset, *([] if phi is None else [phi]))
