@@ -90,3 +90,15 @@ def test_loo_of_a_dask_fit(fitted):
     ll = xr.DataArray(ref.reshape(1, 60, -1), dims=("chain", "draw", "obs"), name="y").to_dataset()
     expect = az.loo(az.InferenceData(posterior=fit.posterior, log_likelihood=ll))
     np.testing.assert_allclose(got.elpd_loo, expect.elpd_loo, rtol=1e-9)
+
+
+def test_lazy_log_likelihood_with_precision_weights(fitted):
+    _, df = fitted
+    df = df.assign(pw=np.random.default_rng(5).uniform(0.5, 2.0, len(df)))
+    with dask.config.set(scheduler="threads"):
+        fit = BayesLMM("y | weights(pw) ~ scale(x) + (x | subj) + (1 | item)", dd.from_pandas(df, npartitions=2)).fit(
+            draws=30, tune=60, chains=1, random_seed=2, progressbar=False)
+        got = fit.log_likelihood().compute()
+    sigma = np.asarray(fit.posterior["sigma"].stack(s=("chain", "draw")))[:, None]
+    ref = stats.norm.logpdf(df["y"].to_numpy(), _hand_eta(fit, df), sigma / np.sqrt(df["pw"].to_numpy()))
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
