@@ -26,6 +26,7 @@ frame is passed; the rest of the package does not need it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import formulae as fm
@@ -36,7 +37,7 @@ from bayeslmm.model.checks import check_levels
 from bayeslmm.model.design import (NAMESPACE, Moments, ReBlock, common_matrix, evaluate_expression, factor_labels,
                                    formula_variables, level_sort_key)
 from bayeslmm.model.families import get_family
-from bayeslmm.model.formula import FormulaSpec, parse_formula
+from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
 from bayeslmm.ops.data import MarginalData, cross_blocks, dense_layout, level_blocks, level_sums
 
 __all__ = ["DaskDesign", "dask_design", "is_dask_frame", "check_dask_plan"]
@@ -84,6 +85,10 @@ class DaskDesign:
     # The weights' column or expression, evaluated per partition (None: unweighted). There is
     # no per-row array on the driver; the weights are inside md's statistics.
     weights_source: str | None = None
+    # The formula as evaluated on the partitions, and what turns a frame into the one it
+    # reads (global scale()/center() columns added; see _global_transforms).
+    eval_spec: object = None
+    transform: object = None
     y = None
     y_original = None
     X = None
@@ -268,6 +273,73 @@ def _assemble(p2: dict, names: tuple, levels: dict, terms: dict, XtX, beta_hat, 
     return MarginalData(**fields)
 
 
+# scale(x), center(x), standardize(x) of one column, quoted or not.
+_STATEFUL = re.compile(r"\b(scale|center|standardize)\(\s*(`[^`]*`|(?:[^\W\d]|\.)[\w.]*)\s*\)")
+
+
+def _global_transforms(spec: FormulaSpec, ddf):
+    """Stateful transforms with the frame's global moments: ``(ddf, spec, names_back)``.
+
+    formulae would standardize each partition with its own mean and SD. So
+    the global mean and population SD of each transformed column (formulae's
+    ``scale`` divides by the population SD) are computed with Dask first, the
+    transformed column is added to every partition under an internal name,
+    and the formula evaluated on the partitions reads that column;
+    ``names_back`` turns the internal names in the design's column names
+    back into ``scale(x)``, as formulae writes them on a pandas frame.
+    Cost: one extra pass over the transformed columns.
+    """
+    import dask
+
+    calls = list(dict.fromkeys((m.group(0), m.group(1), unquote(m.group(2)))
+                               for m in _STATEFUL.finditer(spec.formula)))
+    rest = _STATEFUL.sub("", spec.formula).replace(" ", "")
+    left = [t for t in ("scale(", "center(", "standardize(") if t in rest]
+    if left:
+        raise ValueError(f"Stateful transforms {[t + ')' for t in left]} of an expression in {spec.formula!r} are not "
+                         "supported on a Dask DataFrame; on a Dask frame they take one column, like scale(x) "
+                         "(add the expression as a column with ddf.assign(...) first).")
+    if not calls:
+        return ddf, spec, lambda names: names, lambda frame: frame
+    missing = [c for _, _, c in calls if c not in ddf.columns]
+    if missing:
+        raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
+    cols = list(dict.fromkeys(c for _, _, c in calls))
+    stats = dask.compute(*[(ddf[c].mean(), ddf[c].var(ddof=0)) for c in cols])
+    moments = {c: (float(m), float(np.sqrt(v))) for c, (m, v) in zip(cols, stats)}
+    text, back, how = spec.formula, {}, {}
+    for i, (call, fn, col) in enumerate(calls):
+        mean, sd = moments[col]
+        if fn != "center" and not sd > 0:
+            raise ValueError(f"{call} in {spec.formula!r}: column {col!r} is constant over the Dask frame (SD 0).")
+        token = f"bayeslmm__{fn}{i}__"  # formulae reads no name that starts with "_"
+        how[token] = (col, mean, 1.0 if fn == "center" else sd)
+        text = text.replace(call, token)
+        back[token] = f"{fn}({col})"
+
+    def transform(frame):
+        """``frame`` (Dask or pandas) with the transformed columns, by the training frame's moments."""
+        return frame.assign(**{t: (frame[c] - m) / s for t, (c, m, s) in how.items()})
+
+    def names_back(names):
+        out = []
+        for nm in names:
+            for token, shown in back.items():
+                nm = nm.replace(token, shown)
+            out.append(nm)
+        return tuple(out)
+
+    return transform(ddf), parse_formula(text), names_back, transform
+
+
+def names_back_block(blk: ReBlock, names_back) -> ReBlock:
+    """``blk`` with its effect names written as on a pandas frame (see :func:`_global_transforms`)."""
+    terms = names_back(blk.terms)
+    if terms == blk.terms:
+        return blk
+    return ReBlock(blk.name, blk.group_index, blk.values, blk.levels, terms, blk.corr_groups)
+
+
 def dask_design(formula, ddf, family="gaussian", weights=None) -> DaskDesign:
     """Levels, moments and sufficient statistics of ``ddf`` for the plan that marginalizes every factor.
 
@@ -304,12 +376,8 @@ def dask_design(formula, ddf, family="gaussian", weights=None) -> DaskDesign:
             raise ValueError(f"weights={weights!r} is not a column of the Dask DataFrame.")
     if not spec.random:
         raise ValueError(f"The formula {spec.formula!r} has no group-level terms; nothing to marginalize.")
-    # formulae would evaluate a stateful transform on each partition's own mean and SD.
-    stateful = [t for t in ("scale(", "center(", "standardize(") if t in spec.formula.replace(" ", "")]
-    if stateful:
-        raise ValueError(f"Stateful transforms {[t + ')' for t in stateful]} in {spec.formula!r} are not supported "
-                         "on a Dask DataFrame yet; standardize the column with the frame's global mean and SD "
-                         "(ddf.assign(...)) before passing it.")
+    shown = spec
+    ddf, spec, names_back, transform = _global_transforms(spec, ddf)
     missing = [v for v in formula_variables(spec) if v not in ddf.columns]
     if missing:
         raise ValueError(f"Column(s) {missing} used in {spec.formula!r} are not in the Dask DataFrame.")
@@ -350,4 +418,5 @@ def dask_design(formula, ddf, family="gaussian", weights=None) -> DaskDesign:
                               tuple(groups)))
     jac = -p1["sum_y_lik"] if fam.log_scale else 0.0
     source = spec.weights if spec.weights is not None else weights
-    return DaskDesign(spec, fam, p1["fixed_names"], tuple(blocks), n, md, moments, jac, ddf, source)
+    return DaskDesign(shown, fam, names_back(p1["fixed_names"]), tuple(names_back_block(b, names_back) for b in blocks),
+                      n, md, moments, jac, ddf, source, spec, transform)

@@ -47,11 +47,19 @@ def log_likelihood(fit, max_chunk_bytes: float = _CHUNK_BYTES):
     -------
     xarray.DataArray
         The values just stored (an existing ``log_likelihood`` group is replaced).
+        For a model fitted on a Dask frame: a lazy Dask array (chain * draw, obs),
+        computed partition by partition, and nothing stored
+        (:func:`bayeslmm.posterior.lazy.lazy_log_likelihood`).
 
     Cost: O(S N (p + sum_g d_g)) time for S draws and N observations.
     """
     import xarray as xr
 
+    from .lazy import is_dask_design, lazy_log_likelihood
+
+    if is_dask_design(fit.design):
+        # No rows on the driver: a lazy Dask array (draws, rows), not stored in idata.
+        return lazy_log_likelihood(fit)
     design = fit.design
     post = fit.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -111,7 +119,19 @@ def pointwise_logpdf(design, y, eta, aux) -> np.ndarray:
 
 def _ensure(fit):
     if "log_likelihood" not in fit.idata.groups() or "y" not in fit.idata.log_likelihood:
-        log_likelihood(fit)
+        from .lazy import is_dask_design
+
+        if not is_dask_design(fit.design):
+            log_likelihood(fit)
+        else:  # PSIS needs every value at once: the lazy array is computed, S x N on the driver
+            import xarray as xr
+
+            post = fit.posterior
+            vals = np.asarray(log_likelihood(fit).compute())
+            da = xr.DataArray(vals.reshape(post.sizes["chain"], post.sizes["draw"], -1),
+                              dims=("chain", "draw", "obs"),
+                              coords={"chain": post["chain"].values, "draw": post["draw"].values}, name="y")
+            fit.idata.add_groups(log_likelihood=da.to_dataset())
     return fit.idata
 
 

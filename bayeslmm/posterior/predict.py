@@ -249,7 +249,7 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     Parameters
     ----------
     fit : LMMFit
-    newdata : pandas.DataFrame, optional
+    newdata : pandas.DataFrame or dask.dataframe.DataFrame, optional
         Rows to predict for; the training rows if None. Needs the columns of
         the fixed part and of the random terms kept by ``re_formula`` (not
         the response). Categorical levels and stateful transforms
@@ -281,9 +281,21 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     -------
     ndarray, shape (chains * draws, n_rows)
         Draws in chain-major order (``idata.posterior.stack(sample=("chain", "draw"))``).
+        For a model fitted on a Dask frame, a lazy Dask array of the same
+        shape over the rows of ``newdata`` (a Dask frame; None: the training
+        frame), see :mod:`bayeslmm.posterior.lazy`.
 
     Cost: O(S (n p + n sum_g d_g)) time and O(S n) memory for S draws and n rows.
     """
+    from .lazy import is_dask_design
+
+    if is_dask_design(fit.design):
+        # A Dask-fitted model: lazy, partition by partition (bayeslmm.posterior.lazy).
+        from .lazy import lazy_predict
+
+        if allow_new_levels is not False:
+            raise ValueError("allow_new_levels is not supported for a model fitted on a Dask frame.")
+        return lazy_predict(fit, newdata, re_formula, kind)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     if sample_new_levels != "gaussian":

@@ -381,6 +381,9 @@ class LMMFit:
         check_bool(summary, "summary")
         draws = predict(self, newdata=newdata, re_formula=re_formula, allow_new_levels=allow_new_levels,
                         kind=kind, sample_new_levels=sample_new_levels, random_seed=random_seed)
+        if summary and not isinstance(draws, np.ndarray):
+            raise ValueError("summary=True would collect every draw of every row of a Dask frame on the driver; "
+                             "pass summary=False for the lazy Dask array of draws.")
         return summarise_draws(draws, self._row_index(newdata), prob) if summary else draws
 
     def fitted(self, newdata=None, re_formula=None, allow_new_levels=False, summary: bool = True,

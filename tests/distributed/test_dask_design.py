@@ -29,6 +29,9 @@ FIELDS = ["S1", "G22x", "XtX", "Xte", "Zte", "ZtX", "beta_hat", "diag_rows", "di
     ("y ~ x + w + (x | subj) + (1 | item)", "gaussian"),
     ("y ~ x + (1 | subj) + (1 | item) + (0 + w | subj:item)", "gaussian"),
     ("y ~ x + (x || subj)", "lognormal"),
+    # Stateful transforms with the frame's global moments, as formulae's on the whole pandas frame.
+    ("y ~ scale(x) + center(w) + (scale(x) | subj) + (1 | item)", "gaussian"),
+    ("y ~ scale(x):center(w) + standardize(w) + (1 | subj)", "lognormal"),
 ])
 def test_statistics_match_pandas(formula, family):
     df = _data()
@@ -98,10 +101,12 @@ def test_single_level_factor_is_an_error():
         dask_design("y ~ x + (1 | g)", dd.from_pandas(df, npartitions=3))
 
 
-def test_stateful_transform_is_an_error():
+def test_stateful_transform_of_an_expression_is_an_error():
     ddf = dd.from_pandas(_data(100), npartitions=2)
     with pytest.raises(ValueError, match=r"scale\(\)"):
-        dask_design("y ~ scale(x) + (1 | subj)", ddf)
+        dask_design("y ~ scale(x ** 2) + (1 | subj)", ddf)
+    with pytest.raises(ValueError, match="constant"):
+        dask_design("y ~ scale(k) + (1 | subj)", dd.from_pandas(_data(100).assign(k=1.0), npartitions=2))
 
 
 @pytest.mark.parametrize("formula,family,column", [
