@@ -8,6 +8,8 @@ and load) share one tiny fit.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -255,3 +257,10 @@ def test_nan_in_weights_array_named_as_the_argument(no_compile, na_action):
         # The row with the NaN weight goes, with its weight: the rest keep theirs.
         assert m.design.n == N - 1
         np.testing.assert_array_equal(m.design.weights, np.ones(N - 1))
+
+
+def test_log_of_nonpositive_response_raises_without_a_numpy_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="non-finite"):
+            BayesLMM("log(y) ~ x + (1|g)", D)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.checks import check_levels
-from bayeslmm.model.design import (NAMESPACE, Moments, ReBlock, common_matrix, evaluate_expression, factor_labels,
+from bayeslmm.model.design import (NAMESPACE, formulae_matrices, Moments, ReBlock, common_matrix, evaluate_expression, factor_labels,
                                    formula_variables, level_sort_key)
 from bayeslmm.model.families import get_family
 from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
@@ -123,7 +123,7 @@ def _factors(spec: FormulaSpec) -> dict:
 
 
 def _response(spec, fam, part: pd.DataFrame) -> np.ndarray:
-    resp = fm.design_matrices(f"{spec.response} ~ 1", part, na_action="error", extra_namespace=NAMESPACE)
+    resp = formulae_matrices(f"{spec.response} ~ 1", part)
     return fam.to_model_scale(np.asarray(resp.response.design_matrix, dtype=float).ravel())
 
 

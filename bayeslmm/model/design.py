@@ -265,9 +265,21 @@ def _group_index(data: pd.DataFrame, factor: tuple) -> tuple[np.ndarray, tuple]:
     return index.astype(np.int64), levels
 
 
+def formulae_matrices(expr: str, data: pd.DataFrame):
+    """formulae's design matrices of ``expr`` on ``data``, NA rows an error.
+
+    NumPy's floating-point warnings (``log`` of a negative value) are silenced
+    for the evaluation only: every caller checks the result for non-finite
+    values and raises an error naming the term, which says more than the
+    RuntimeWarning would.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return fm.design_matrices(expr, data, na_action="error", extra_namespace=NAMESPACE)
+
+
 def common_matrix(expr: str, data: pd.DataFrame):
     """formulae's common design matrix for a right-hand side; returns (array, names, matrix object)."""
-    dm = fm.design_matrices(expr, data, na_action="error", extra_namespace=NAMESPACE)
+    dm = formulae_matrices(expr, data)
     common = dm.common
     if common is None:
         return np.zeros((len(data), 0)), (), None
@@ -310,7 +322,7 @@ def _random_blocks(spec: FormulaSpec, data: pd.DataFrame) -> list[ReBlock]:
 def evaluate_expression(expr: str, data: pd.DataFrame, what: str) -> np.ndarray:
     """One numeric value per row of ``expr`` (a column or an expression of columns), finite."""
     try:
-        dm = fm.design_matrices(f"I({expr}) ~ 1", data, na_action="error", extra_namespace=NAMESPACE)
+        dm = formulae_matrices(f"I({expr}) ~ 1", data)
         vals = np.asarray(dm.response.design_matrix, dtype=float).reshape(len(data), -1)
     except Exception as err:
         raise ValueError(f"Could not evaluate the {what} {expr!r}: {err}") from err
@@ -387,7 +399,7 @@ def build_design(formula, data: pd.DataFrame, family="gaussian", na_action: str 
     if response_col in data.columns and not pd.api.types.is_numeric_dtype(data[response_col]):
         raise TypeError(f"The response {response_col!r} must be numeric, got dtype {data[response_col].dtype}.")
     try:
-        resp = fm.design_matrices(f"{spec.response} ~ 1", data, na_action="error", extra_namespace=NAMESPACE)
+        resp = formulae_matrices(f"{spec.response} ~ 1", data)
     except Exception as err:  # formulae's errors do not say which part of the formula failed
         raise ValueError(f"Could not evaluate the response {spec.response!r}: {err}") from err
     y_orig = check_numeric_response(resp.response.design_matrix, spec.response)

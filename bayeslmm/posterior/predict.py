@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr
 
-from bayeslmm.model.design import NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables, offset_of
+from bayeslmm.model.design import (NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables,
+                                   formulae_matrices, offset_of)
 from bayeslmm.model.checks import check_bool, check_finite_rows, check_mixed_types, check_probability, check_random_seed
 from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
 
@@ -113,9 +114,18 @@ def _included_effects(design, re_formula) -> dict:
 
 # --- rows to predict for --------------------------------------------------------
 
+def _check_finite_design(M, names, what):
+    """A transformation of finite newdata (``log`` of a negative value) gives no silent NaN predictions."""
+    bad = ~np.isfinite(M)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(f"The {what} are not finite on {len(set(rows.tolist()))} row(s) of newdata, e.g. row "
+                         f"{int(rows[0])} in column {names[int(cols[0])]!r} (a transformation such as log of a "
+                         "value <= 0?).")
+
+
 def _term_values(design, term, newdata: pd.DataFrame) -> np.ndarray:
     """Columns of one random term on ``newdata``, with the training data's encoding where it is known."""
-    import formulae as fm
 
     if term.expr.strip() == "1":
         return np.ones((len(newdata), 1))
@@ -124,9 +134,9 @@ def _term_values(design, term, newdata: pd.DataFrame) -> np.ndarray:
     if train is not None and set(variables) <= set(train.columns):
         # The fixed part's training columns carry the state of stateful transforms and the
         # categorical levels; evaluating newdata alone would re-derive them from newdata.
-        common = fm.design_matrices(term.expr, train, na_action="error", extra_namespace=NAMESPACE).common
+        common = formulae_matrices(term.expr, train).common
         return np.asarray(common.evaluate_new_data(newdata).design_matrix, dtype=float)
-    common = fm.design_matrices(term.expr, newdata, na_action="error", extra_namespace=NAMESPACE).common
+    common = formulae_matrices(term.expr, newdata).common
     return np.asarray(common.design_matrix, dtype=float)
 
 
@@ -150,13 +160,15 @@ def _block_rows(design, blk, newdata, effects, allow_new_levels) -> _Part:
         gidx = gidx.copy()
         gidx[gidx < 0] = blk.n_levels + pd.Index(new).get_indexer(labels[gidx < 0])
     try:
-        values = np.column_stack([_term_values(design, t, newdata) for t in terms])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values = np.column_stack([_term_values(design, t, newdata) for t in terms])
     except Exception as err:
         raise ValueError(f"Could not evaluate the random terms of {blk.name!r} on newdata: {err}") from err
     if values.shape[1] != blk.dim:
         raise ValueError(f"The random terms of {blk.name!r} give {values.shape[1]} column(s) on newdata but "
                          f"{blk.dim} ({list(blk.terms)}) in training: newdata must contain every level of "
                          "categorical predictors that appear only in random terms.")
+    _check_finite_design(values, blk.terms, f"random terms of {blk.name!r}")
     rows = ReBlock(blk.name, gidx.astype(np.int64), values, blk.levels + new, blk.terms, blk.corr_groups)
     return _Part(rows, effects, blk.n_levels)
 
@@ -183,10 +195,12 @@ def prediction_rows(design, newdata, re_formula, allow_new_levels) -> Prediction
     newdata = newdata.reset_index(drop=True)
     if design.fixed_matrix is not None:
         try:
-            X = np.asarray(design.fixed_matrix.evaluate_new_data(newdata).design_matrix, dtype=float)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                X = np.asarray(design.fixed_matrix.evaluate_new_data(newdata).design_matrix, dtype=float)
         except Exception as err:
             raise ValueError(f"Could not evaluate the fixed effects {design.spec.fixed!r} on newdata: {err}") from err
         X = X.reshape(len(newdata), -1)
+        _check_finite_design(X, design.fixed_names, "fixed effects")
     else:
         X = np.zeros((len(newdata), 0))
     parts = tuple(_block_rows(design, b, newdata, keep[b.name], allow_new_levels) for b in design.blocks

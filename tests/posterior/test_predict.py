@@ -1,5 +1,6 @@
 """Predictions against hand computation, re_formula, new levels, seeding; posterior and prior predictive."""
 
+import re
 import warnings
 
 import numpy as np
@@ -150,3 +151,19 @@ def test_prior_predictive(data):
     np.testing.assert_array_equal(a.prior_predictive["y"].values, b.prior_predictive["y"].values)
     with pytest.raises(ValueError, match="draws"):
         model.prior_predictive(draws=0)
+
+
+@pytest.mark.parametrize("formula, column", [("y ~ log(x) + (1 | g)", "log(x)"), ("y ~ 1 + (log(x) | g)", "log(x)")])
+def test_newdata_whose_transformation_is_not_finite_is_refused(formula, column):
+    from bayeslmm import build_design
+    from bayeslmm.posterior.predict import prediction_rows
+
+    rng = np.random.default_rng(3)
+    d = pd.DataFrame({"x": rng.uniform(1, 3, 40), "g": np.repeat(list("abcd"), 10), "y": rng.normal(size=40)})
+    design = build_design(formula, d)
+    ok = prediction_rows(design, d.iloc[:3], None, False)
+    assert np.isfinite(ok.X).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"not finite on 2 row\(s\) of newdata.*" + re.escape(repr(column))):
+            prediction_rows(design, d.iloc[:4].assign(x=[-1.0, 2.0, 0.0, 1.5]), None, False)
