@@ -26,7 +26,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def posterior_metrics(fit) -> dict:
     """min bulk ESS over every reported parameter (group-level effects included), max Rhat, divergences."""
     post = fit.posterior
-    names = ["fixef", "sigma"] + [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
+    # GLMM families have no sigma; their family parameter (shape, nu) counts like it.
+    names = [v for v in ("fixef", "sigma", "shape", "nu") if v in post]
+    names += [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ess = az.ess(post[names], method="bulk")

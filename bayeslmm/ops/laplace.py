@@ -269,7 +269,8 @@ def _newton(ctx, beta, Ls, offset, phi):
 
         def worse(s):
             t, ft = s
-            return (ft < fv - slack) & (t > 2.0 ** -30)
+            # Written as "not better" so that a NaN objective (exp overflow far out) also halves.
+            return ~(ft >= fv - slack) & (t > 2.0 ** -30)
 
         t, ft = jax.lax.while_loop(worse, halve, (1.0, f(target)))
         ok = ft >= fv - slack
