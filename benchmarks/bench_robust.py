@@ -2,9 +2,11 @@
 
 For each data set and seed, fits with ``marginalize="none"`` (every effect
 sampled; the parameterization of bayeslmm.pymc_model.centring) and ``"auto"``,
-and prints max Rhat, min bulk ESS (group-level effects included), divergences
-and wall seconds. A stuck chain shows as Rhat well above 1.01 and a min ESS of
-a few. Writes benchmarks/results/robust.json.
+and prints max Rhat, min bulk ESS (group-level effects included), the parameter
+where each is reached, divergences and wall seconds. A stuck chain shows as Rhat
+well above 1.01 and a min ESS of a few. Writes benchmarks/results/robust.json
+(``--out FILE``; an absolute path goes there) after every fit, so an interrupted
+run keeps what it finished.
 
     python benchmarks/bench_robust.py            # chains=2, 1000 + 1000, 5 seeds
     python benchmarks/bench_robust.py --quick    # 300 + 300, 2 seeds, no dillonE1
@@ -16,6 +18,8 @@ import argparse
 import time
 import warnings
 
+import arviz as az
+import numpy as np
 from _common import posterior_metrics, print_table, write_json
 from registry import datasets
 
@@ -36,6 +40,33 @@ def data(name):
     if name in DATASETS:
         return load_dataset(name), dataset_info(name).formula
     return datasets([name])[name]
+
+
+def worst(fit) -> tuple[str, str]:
+    """The parameters (``name[coords]``) with the largest Rhat and the smallest bulk ESS, over the
+    same variables as ``posterior_metrics``; one ArviZ pass over the posterior."""
+    post = fit.posterior
+    names = [v for v in ("fixef", "sigma", "shape", "nu") if v in post]
+    names += [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ess = az.ess(post[names], method="bulk")
+        rhat = az.rhat(post[names])
+
+    def at(ds, pick):
+        best = None
+        for v in names:
+            a = ds[v]
+            vals = np.asarray(a)
+            if np.all(np.isnan(vals)):  # e.g. the constant diagonal of a correlation matrix
+                continue
+            i = np.unravel_index(pick(vals), vals.shape)
+            if best is None or (vals[i] > best[0] if pick is np.nanargmax else vals[i] < best[0]):
+                coords = ",".join(str(a[d].values[k]) for d, k in zip(a.dims, i))
+                best = (float(vals[i]), f"{v}[{coords}]" if coords else v)
+        return best[1]
+
+    return at(rhat, np.nanargmax), at(ess, np.nanargmin)
 
 
 def main():
@@ -60,14 +91,17 @@ def main():
                     warnings.simplefilter("ignore")  # divergences are counted in the table
                     fit = BayesLMM(formula, df).fit(draws=draws, tune=draws, chains=2, random_seed=seed,
                                                     marginalize=plan, progressbar=False)
+                wall = time.perf_counter() - t0
                 m = posterior_metrics(fit)
-                row = {"data": name, "plan": plan, "seed": seed, "max_rhat": m["max_rhat"],
-                       "min_bulk_ess": m["min_bulk_ess"], "divergences": m["divergences"],
-                       "wall_s": time.perf_counter() - t0}
+                rhat_at, ess_at = worst(fit)
+                row = {"data": name, "plan": plan, "seed": seed, "max_rhat": m["max_rhat"], "max_rhat_at": rhat_at,
+                       "min_bulk_ess": m["min_bulk_ess"], "min_ess_at": ess_at, "divergences": m["divergences"],
+                       "wall_s": wall}
                 rows.append(row)
                 print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+                write_json(rows, a.out, draws=draws, tune=draws, chains=2)
     print()
-    cols = ["data", "plan", "seed", "max_rhat", "min_bulk_ess", "divergences", "wall_s"]
+    cols = ["data", "plan", "seed", "max_rhat", "max_rhat_at", "min_bulk_ess", "min_ess_at", "divergences", "wall_s"]
     print_table(rows, cols)
     print(f"\nwrote {write_json(rows, a.out, draws=draws, tune=draws, chains=2)}")
 
