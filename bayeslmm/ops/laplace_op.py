@@ -18,13 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import numpy as np
-import pytensor.tensor as pt
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
 
 from .data import MarginalData
+from .kernel_op import KernelGradient, KernelOp, KernelValue, register_kernels
 from .laplace import Family, laplace_logp
 
 __all__ = ["LaplaceData", "LaplaceLogp", "LaplaceLogpGrad", "laplace_loglik", "register_laplace_jax"]
@@ -67,7 +64,7 @@ class LaplaceData:
         return self.family.name in ("negbinomial", "gaussian")
 
 
-class _LaplaceOpBase(Op):
+class _LaplaceOpBase(KernelOp):
     """Shared props, pure JAX function, input checks and pickling for the value and gradient Ops."""
 
     __props__ = ("ld",)
@@ -94,34 +91,11 @@ class _LaplaceOpBase(Op):
             specs.append(("phi", ()))
         return specs
 
-    def _as_inputs(self, inputs):
-        specs = self._input_specs()
-        if len(inputs) != len(specs):
-            raise TypeError(f"{type(self).__name__} expects inputs {[n for n, _ in specs]}, "
-                            f"got {len(inputs)} inputs")
-        out = []
-        for x, (name, shape) in zip(inputs, specs):
-            x = pt.as_tensor_variable(x)
-            if x.type.ndim != len(shape):
-                raise TypeError(f"{name} must be {len(shape)}-D with shape {shape}, got a {x.type.ndim}-D {x.type}")
-            if any(s is not None and s != e for s, e in zip(x.type.shape, shape)):
-                raise TypeError(f"{name} must have shape {shape}, got {x.type.shape}")
-            out.append(x if x.type.dtype == "float64" else pt.cast(x, "float64"))
-        return out
-
-    def __getstate__(self):
-        # Jitted functions hold compiled executables that cannot be pickled.
-        return {k: v for k, v in self.__dict__.items() if k != "_jitted"}
-
-    def _run(self, inputs):
-        # The C/Python backends call perform outside any fit's float64 context.
-        with jax.enable_x64(True):
-            if getattr(self, "_jitted", None) is None:
-                self._jitted = jax.jit(self.jax_fn)
-            return self._jitted(*inputs)
+    def _gradient_op(self):
+        return LaplaceLogpGrad(self.ld)
 
 
-class LaplaceLogp(_LaplaceOpBase):
+class LaplaceLogp(KernelValue, _LaplaceOpBase):
     """Scalar Laplace approximation of ``log p(y | beta, L_1..L_K, offset[, phi])``.
 
     Inputs, in order: ``beta`` (p,), one ``L_k`` (d_k, d_k) per marginalized
@@ -132,28 +106,8 @@ class LaplaceLogp(_LaplaceOpBase):
     factorization) are in :func:`bayeslmm.ops.laplace.laplace_logp`.
     """
 
-    def make_node(self, *inputs):
-        return Apply(self, self._as_inputs(inputs), [pt.dscalar()])
 
-    @property
-    def jax_fn(self):
-        return self._logp
-
-    def perform(self, node, inputs, output_storage):
-        output_storage[0][0] = np.asarray(self._run(inputs), dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [()]
-
-    def L_op(self, inputs, outputs, output_grads):
-        """Gradient for every input from :class:`LaplaceLogpGrad` (the adjoint of the mode: one
-        extra solve with ``H``, nothing stored from the Newton iterations)."""
-        (g,) = output_grads
-        grads = LaplaceLogpGrad(self.ld)(*inputs, return_list=True)
-        return [g * gi for gi in grads]
-
-
-class LaplaceLogpGrad(_LaplaceOpBase):
+class LaplaceLogpGrad(KernelGradient, _LaplaceOpBase):
     """Gradients of :class:`LaplaceLogp` with respect to all its inputs.
 
     ``perform`` runs ``jax.grad`` of the kernel: the Newton solve forward,
@@ -162,36 +116,10 @@ class LaplaceLogpGrad(_LaplaceOpBase):
     value. One output per input, same types and shapes.
     """
 
-    def make_node(self, *inputs):
-        inputs = self._as_inputs(inputs)
-        return Apply(self, inputs, [x.type() for x in inputs])
-
-    @property
-    def jax_fn(self):
-        return jax.grad(self._logp, argnums=tuple(range(len(self._input_specs()))))
-
-    def perform(self, node, inputs, output_storage):
-        for out, gi in zip(output_storage, self._run(inputs)):
-            out[0] = np.asarray(gi, dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return list(input_shapes)
-
 
 def register_laplace_jax() -> None:
-    """Register the Ops' JAX implementations with PyTensor's ``jax_funcify`` (idempotent).
-
-    Called when an Op is made, not at import, for the reason given in
-    :func:`bayeslmm.ops.op.register_jax`.
-    """
-    from pytensor.link.jax.dispatch import jax_funcify
-
-    for op in (LaplaceLogp, LaplaceLogpGrad):
-        jax_funcify.register(op)(_jax_funcify_laplace)
-
-
-def _jax_funcify_laplace(op, **kwargs):
-    return op.jax_fn
+    """Register the Laplace Ops with PyTensor's ``jax_funcify`` (see :func:`~bayeslmm.ops.kernel_op.register_kernels`)."""
+    register_kernels(LaplaceLogp, LaplaceLogpGrad)
 
 
 def laplace_loglik(ld: LaplaceData, beta, Ls, offset, phi=None):

@@ -7,28 +7,20 @@ the JAX backend (``mode="JAX"``, ``pm.sample(nuts_sampler="numpyro")``)
 ``jax_funcify`` hands PyTensor the pure kernel, which the sampler
 differentiates with ``jax.grad`` itself.
 
-Why not ``pytensor.link.jax.ops.JAXOp``: it compares Ops by the identity of a
-closure and holds a jitted function, so two Ops built on the same data are
-unequal (no graph merging) and the Op cannot be pickled for multiprocess
-sampling. Here the props are the data object itself and jitted functions are
-rebuilt lazily after unpickling.
+The Op machinery (checks, jitted evaluation, pickling, JAX registration) is
+:mod:`bayeslmm.ops.kernel_op`'s, shared with the Laplace Ops.
 """
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-import pytensor.tensor as pt
-from pytensor.graph.basic import Apply
-from pytensor.graph.op import Op
-
 from .data import MarginalData
+from .kernel_op import KernelGradient, KernelOp, KernelValue, register_kernels
 from .marginal import marginal_logp
 
 __all__ = ["MarginalGaussianLogp", "MarginalGaussianLogpGrad", "marginal_loglik", "register_jax"]
 
 
-class _MarginalOpBase(Op):
+class _MarginalOpBase(KernelOp):
     """Shared props, pure JAX function and pickling for the value and gradient Ops."""
 
     __props__ = ("md", "with_offset")
@@ -57,38 +49,11 @@ class _MarginalOpBase(Op):
             specs.append(("offset", (self.md.n_obs,)))
         return specs
 
-    def _as_inputs(self, inputs):
-        specs = self._input_specs()
-        if len(inputs) != len(specs):
-            raise TypeError(f"{type(self).__name__} expects inputs "
-                            f"{[n for n, _ in specs]}, got {len(inputs)} inputs")
-        out = []
-        for x, (name, shape) in zip(inputs, specs):
-            x = pt.as_tensor_variable(x)
-            if x.type.ndim != len(shape):
-                raise TypeError(f"{name} must be {len(shape)}-D with shape {shape}, "
-                                f"got a {x.type.ndim}-D {x.type}")
-            if any(s is not None and s != e for s, e in zip(x.type.shape, shape)):
-                raise TypeError(f"{name} must have shape {shape}, got {x.type.shape}")
-            out.append(x if x.type.dtype == "float64" else pt.cast(x, "float64"))
-        return out
-
-    def __getstate__(self):
-        # Jitted functions hold compiled executables that cannot be pickled.
-        return {k: v for k, v in self.__dict__.items() if k != "_jitted"}
-
-    def _compiled(self):
-        if getattr(self, "_jitted", None) is None:
-            self._jitted = jax.jit(self.jax_fn)
-        return self._jitted
-
-    def _run(self, inputs):
-        # The C/Python backends call perform outside any fit's float64 context.
-        with jax.enable_x64(True):
-            return self._compiled()(*inputs)
+    def _gradient_op(self):
+        return MarginalGaussianLogpGrad(self.md, self.with_offset)
 
 
-class MarginalGaussianLogp(_MarginalOpBase):
+class MarginalGaussianLogp(KernelValue, _MarginalOpBase):
     """Scalar ``log p(y | beta, sigma, L_1..L_K[, offset])`` with the effects integrated out.
 
     Inputs, in order: ``beta`` (p,), ``sigma`` (), one ``L_k`` (d_k, d_k) per
@@ -98,29 +63,8 @@ class MarginalGaussianLogp(_MarginalOpBase):
     :func:`bayeslmm.ops.marginal.marginal_logp`.
     """
 
-    def make_node(self, *inputs):
-        return Apply(self, self._as_inputs(inputs), [pt.dscalar()])
 
-    @property
-    def jax_fn(self):
-        return self._logp
-
-    def perform(self, node, inputs, output_storage):
-        output_storage[0][0] = np.asarray(self._run(inputs), dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [()]
-
-    def L_op(self, inputs, outputs, output_grads):
-        """Gradient for every input: ``g * d logp / d input`` from
-        :class:`MarginalGaussianLogpGrad` (JAX reverse mode through the blocked
-        Cholesky formulas; nothing of size N x N or N x D is ever formed)."""
-        (g,) = output_grads
-        grads = MarginalGaussianLogpGrad(self.md, self.with_offset)(*inputs, return_list=True)
-        return [g * gi for gi in grads]
-
-
-class MarginalGaussianLogpGrad(_MarginalOpBase):
+class MarginalGaussianLogpGrad(KernelGradient, _MarginalOpBase):
     """Gradients of :class:`MarginalGaussianLogp` with respect to all its inputs.
 
     ``perform`` runs ``jax.grad`` of the kernel: JAX reverse-mode through the
@@ -130,38 +74,10 @@ class MarginalGaussianLogpGrad(_MarginalOpBase):
     O(D2 (D2 + M1 d1) + N). One output per input, same types and shapes.
     """
 
-    def make_node(self, *inputs):
-        inputs = self._as_inputs(inputs)
-        return Apply(self, inputs, [x.type() for x in inputs])
-
-    @property
-    def jax_fn(self):
-        n = len(self._input_specs())
-        return jax.grad(self._logp, argnums=tuple(range(n)))
-
-    def perform(self, node, inputs, output_storage):
-        for out, gi in zip(output_storage, self._run(inputs)):
-            out[0] = np.asarray(gi, dtype=np.float64)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return list(input_shapes)
-
 
 def register_jax() -> None:
-    """Register the Ops' JAX implementations with PyTensor's ``jax_funcify`` (idempotent).
-
-    Called when an Op is made, not at import: importing PyTensor's JAX
-    dispatch turns on ``jax_enable_x64`` for the whole process (PyTensor's
-    choice for ``floatX="float64"``), which importing bayeslmm must not do.
-    """
-    from pytensor.link.jax.dispatch import jax_funcify
-
-    for op in (MarginalGaussianLogp, MarginalGaussianLogpGrad):
-        jax_funcify.register(op)(_jax_funcify_marginal)
-
-
-def _jax_funcify_marginal(op, **kwargs):
-    return op.jax_fn
+    """Register the Gaussian Ops with PyTensor's ``jax_funcify`` (see :func:`~bayeslmm.ops.kernel_op.register_kernels`)."""
+    register_kernels(MarginalGaussianLogp, MarginalGaussianLogpGrad)
 
 
 def marginal_loglik(md: MarginalData, beta, sigma, Ls, offset=None):
