@@ -237,16 +237,48 @@ def _grad_f(ctx, v, beta, Ls, offset, phi):
     return flat - v
 
 
+# Far from the mode the Newton system is both ill-conditioned and slow: with a
+# log link and eta ~ 60 at v = 0 (a covariate of range 130 times a jittered
+# slope), w = exp(eta) ~ 1e26, the condition number of H is about w, the
+# blocked Cholesky's Schur complement loses positive definiteness and returns
+# NaN, and even an exact Newton step moves eta by only (y - mu) / mu ~ -1 per
+# iteration. So the step matrix uses w capped where H would exceed this
+# condition number (any positive-definite matrix gives an ascent direction,
+# and near the mode the cap does not bind, so convergence stays quadratic), and
+# the step length is limited so that no row's eta moves by more than
+# _ETA_RADIUS (the exp factor of e^10 per step).
+_COND_MAX = 1e10
+_ETA_RADIUS = 10.0
+
+
+def _gram_bound(md, Ls):
+    """Upper bound on the largest eigenvalue of ``(Z Lambda)^T (Z Lambda)``: O(D) from O(N) data constants.
+
+    ``lambda_max(B^T B) <= sum_k lambda_max(B_k^T B_k)`` and each ``B_k^T B_k`` is
+    block diagonal with blocks ``L_k^T Z_kj^T Z_kj L_k``, whose largest
+    eigenvalue is at most ``||L_k||_F^2 trace(Z_kj^T Z_kj)``.
+    """
+    out = 0.0
+    for L, g, z, m in zip(Ls, md.row_groups, md.row_values, md.levels):
+        c = float(np.max(np.bincount(np.asarray(g), np.sum(np.asarray(z) ** 2, axis=0), minlength=m)))
+        out = out + c * jnp.sum(L * L)
+    return out
+
+
 def _newton(ctx, beta, Ls, offset, phi):
     """Mode of ``f`` and the number of Newton steps taken.
 
-    IRLS step ``v_new = H^{-1} Lambda^T Z^T (W Z Lambda v + g)``, halved (up to
-    30 times) until ``f`` does not decrease; stops when ``max |v_new - v| < tol``
-    or after ``max_steps``. Each step costs one Gram accumulation and one
-    blocked factorization.
+    IRLS step ``v_new = H~^{-1} Lambda^T Z^T (W~ Z Lambda v + g)`` with
+    ``W~ = min(W, w_cap)`` (``w_cap`` keeps the condition number of ``H~``
+    below ``_COND_MAX``; equal to Newton wherever ``W`` is below the cap), its
+    length limited so that no ``eta_i`` moves by more than ``_ETA_RADIUS``,
+    then halved (up to 30 times) until ``f`` does not decrease; stops when
+    ``max |v_new - v| < tol`` or after ``max_steps``. Each step costs one Gram
+    accumulation and one blocked factorization.
     """
     md = ctx.md
     D = sum(md.sizes)
+    w_cap = _COND_MAX / jnp.maximum(_gram_bound(md, Ls), 1e-300)
 
     def f(v):
         return _objective(ctx, v, beta, Ls, offset, phi)
@@ -256,11 +288,14 @@ def _newton(ctx, beta, Ls, offset, phi):
         zl = _zlam_v(md, Ls, v)
         eta = md.X @ beta + zl + (0.0 if offset is None else offset)
         _, g, w = _derivs(ctx.family, md.y, eta, ctx.trials, phi)
+        w = jnp.minimum(w, w_cap)
         c1, c2 = _lam_zt(md, Ls, w * zl + g)
         rhs = c1.reshape(-1) if c2 is None else jnp.concatenate([c1.reshape(-1), c2])
         target, _ = _solve(md, _wblocks(md, Ls, w), rhs)
         dv = target - v
-        # Step halving: f is concave, so some t in (0, 1] increases it.
+        reach = jnp.max(jnp.abs(_zlam_v(md, Ls, dv)))
+        t0 = jnp.where(reach > _ETA_RADIUS, _ETA_RADIUS / reach, 1.0)
+        # Step halving: f is concave, so some t in (0, t0] increases it.
         slack = 1e-12 * (1.0 + jnp.abs(fv))
 
         def halve(s):
@@ -270,9 +305,9 @@ def _newton(ctx, beta, Ls, offset, phi):
         def worse(s):
             t, ft = s
             # Written as "not better" so that a NaN objective (exp overflow far out) also halves.
-            return ~(ft >= fv - slack) & (t > 2.0 ** -30)
+            return ~(ft >= fv - slack) & (t > t0 * 2.0 ** -30)
 
-        t, ft = jax.lax.while_loop(worse, halve, (1.0, f(target)))
+        t, ft = jax.lax.while_loop(worse, halve, (t0, f(v + t0 * dv)))
         ok = ft >= fv - slack
         v_new = jnp.where(ok, v + t * dv, v)
         change = jnp.where(ok, jnp.max(jnp.abs(t * dv)), 0.0)
@@ -337,7 +372,7 @@ def _setup(md, family, Ls, offset, trials, phi, max_steps, tol):
 
 
 def laplace_mode(md: MarginalData, family, beta, Ls, offset=None, trials=None, phi=None,
-                 max_steps=50, tol=1e-10):
+                 max_steps=100, tol=1e-10):
     """Conditional mode ``v_hat`` of the whitened effects, the Newton step count and the last step size.
 
     ``v_hat`` is flat in ``md``'s internal layout (length D). Differentiable in
@@ -351,7 +386,7 @@ def laplace_mode(md: MarginalData, family, beta, Ls, offset=None, trials=None, p
 
 
 def laplace_logp(md: MarginalData, family, beta, Ls, offset=None, trials=None, phi=None,
-                 max_steps=50, tol=1e-10):
+                 max_steps=100, tol=1e-10):
     """Laplace approximation of ``log p(y | beta, L, phi)`` with the effects integrated out.
 
     ``f(v_hat) - log|H(v_hat)| / 2`` with ``f(v) = sum_i log p(y_i | eta_i) - v^T v / 2``
@@ -389,7 +424,7 @@ def laplace_logp(md: MarginalData, family, beta, Ls, offset=None, trials=None, p
 
 
 def laplace_recover(md: MarginalData, family, key, beta, Ls, offset=None, trials=None, phi=None,
-                    max_steps=50, tol=1e-10):
+                    max_steps=100, tol=1e-10):
     """One draw of the effects from the Laplace approximation ``v ~ N(v_hat, H(v_hat)^{-1})``.
 
     ``v = v_hat + C^{-T} xi``, ``xi ~ N(0, I_D)`` with ``H = C C^T`` blocked, then
@@ -419,7 +454,7 @@ def _draw(ctx, Ls, key, beta, offset, phi, v):
 
 
 def laplace_recover_batch(md: MarginalData, family, key, beta, Ls, offset=None, trials=None, phi=None,
-                          max_steps=50, tol=1e-10):
+                          max_steps=100, tol=1e-10):
     """:func:`laplace_recover` over S parameter draws in one jitted ``lax.map``.
 
     ``beta`` (S, p), ``Ls`` (S, d_k, d_k) each, ``offset`` (S, N) or None,

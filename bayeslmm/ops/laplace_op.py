@@ -40,11 +40,11 @@ class LaplaceData:
     md: MarginalData
     family: Family
     trials: np.ndarray | None = None
-    max_steps: int = 50
+    max_steps: int = 100
     tol: float = 1e-10
 
     @classmethod
-    def build(cls, md, family, trials=None, max_steps=50, tol=1e-10) -> "LaplaceData":
+    def build(cls, md, family, trials=None, max_steps=100, tol=1e-10) -> "LaplaceData":
         """Check the inputs once (rows mode, family and link, trials' shape) and freeze them."""
         if md.mode != "rows":
             raise ValueError("the Laplace log-density needs MarginalData built with sufficient=False, "

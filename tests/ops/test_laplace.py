@@ -230,3 +230,82 @@ def test_bad_input():
         laplace_logp(case.md(True), "poisson", case.beta, case.Ls)
     with pytest.raises(ValueError, match="trials must have shape"):
         laplace_logp(md, "binomial", case.beta, case.Ls, trials=np.ones(3))
+
+
+def _far_design(seed=0):
+    """Locations with a location-level covariate of range ~130 (grouseticks' cHEIGHT) and broods nested in
+    them; y from a moderate poisson model, so that a large slope puts eta ~ 60 at v = 0."""
+    rng = np.random.default_rng(seed)
+    n_loc, per_loc, per_brood = 8, 12, 3
+    loc = np.repeat(np.arange(n_loc), per_loc)
+    brood = np.arange(loc.size) // per_brood
+    height = np.linspace(-60.0, 70.0, n_loc)[loc]
+    y = rng.poisson(np.exp(1.0 + 0.3 * rng.normal(size=n_loc)[loc] + 0.3 * rng.normal(size=brood.max() + 1)[brood]))
+    X = np.column_stack([np.ones(loc.size), height])
+    return y.astype(float), X, brood, loc
+
+
+def _damped_dense_mode(f, v):
+    """Levenberg-Marquardt on the dense Hessian: robust from far away, independent of the engine's Newton."""
+    grad, hess = jax.jit(jax.grad(f)), jax.jit(jax.hessian(f))
+    lam = 1.0
+    for _ in range(2000):
+        g, H = np.asarray(grad(v)), -np.asarray(hess(v))
+        try:
+            # Marquardt's scaling: the damping follows the curvature, which spans 1e-23 to 1e27 here.
+            step = np.linalg.solve(H + lam * np.diag(1.0 + np.diag(H)), g)
+        except np.linalg.LinAlgError:
+            lam *= 10.0
+            continue
+        if float(f(v + step)) >= float(f(v)):
+            v, lam = v + step, max(lam / 10.0, 1e-12)
+            if np.max(np.abs(step)) < 1e-13:
+                break
+        else:
+            lam *= 10.0
+    return v
+
+
+def test_far_start_one_factor_matches_quadrature():
+    """eta = 60 at v = 0 (exact Newton would crawl ~1 per step in eta): the value is the one-node AGQ rule
+    (the Laplace approximation by independent code) and close to the 100-node one."""
+    y, X, _, loc = _far_design()
+    beta = np.array([-0.5, 0.9])
+    tau = 0.8
+    md = MarginalData.build(y, X, [ReBlock.of(loc, np.ones((loc.size, 1)), 8, name="loc")], sufficient=False)
+    assert (X @ beta).max() > 60
+    value = float(laplace_logp(md, "poisson", beta, [np.array([[tau]])]))
+    _, steps, change = laplace_mode(md, "poisson", beta, [np.array([[tau]])])
+    assert np.isfinite(value) and float(change) < 1e-10 and int(steps) < 100
+    one = quad.agq_loglik("poisson", y, X @ beta, loc, 8, tau, n_nodes=1).sum()
+    many = quad.agq_loglik("poisson", y, X @ beta, loc, 8, tau, n_nodes=100).sum()
+    assert abs(value - one) < 1e-9 * abs(one)
+    assert abs(value - many) < 0.05 * 8
+
+
+def test_far_start_nested_factors_is_finite_and_matches_dense():
+    """The grouseticks failure: two nested factors and eta ~ 64 at v = 0, where W = mu ~ 1e27 made the
+    Schur complement of H lose positive definiteness (NaN). Value vs a dense Laplace computation."""
+    y, X, brood, loc = _far_design()
+    beta = np.array([0.3, 0.9])
+    Ls = [np.array([[0.78]]), np.array([[0.59]])]
+    nb = brood.max() + 1
+    fs = [ReBlock.of(brood, np.ones((y.size, 1)), nb, name="brood"), ReBlock.of(loc, np.ones((y.size, 1)), 8,
+                                                                                  name="loc")]
+    md = MarginalData.build(y, X, fs, sufficient=False)
+    assert (X @ beta).max() > 60
+    value = float(laplace_logp(md, "poisson", beta, Ls))
+    _, steps, change = laplace_mode(md, "poisson", beta, Ls)
+    assert np.isfinite(value) and float(change) < 1e-10 and int(steps) < 100
+    ZL = np.column_stack([Ls[0][0, 0] * np.eye(nb)[brood], Ls[1][0, 0] * np.eye(8)[loc]])
+    fam = Family("poisson", "log")
+
+    def f(v):
+        return jnp.sum(pointwise_loglik(fam, y, X @ beta + ZL @ v)) - 0.5 * v @ v
+
+    v = _damped_dense_mode(jax.jit(f), np.zeros(ZL.shape[1]))
+    H = -np.asarray(jax.hessian(f)(v))
+    ref = float(f(v)) - 0.5 * np.linalg.slogdet(H)[1]
+    assert abs(value - ref) < 1e-9 * abs(ref)
+    grads = jax.grad(lambda b, L: laplace_logp(md, "poisson", b, L), (0, 1))(jnp.asarray(beta), Ls)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(grads))
