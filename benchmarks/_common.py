@@ -23,16 +23,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 
-def posterior_metrics(fit) -> dict:
-    """min bulk ESS over every reported parameter (group-level effects included), max Rhat, divergences."""
-    post = fit.posterior
+def ess_rhat(post):
+    """Names of every reported parameter (group-level effects included) and their bulk ESS and Rhat."""
     # GLMM families have no sigma; their family parameter (shape, nu) counts like it.
     names = [v for v in ("fixef", "sigma", "shape", "nu") if v in post]
     names += [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ess = az.ess(post[names], method="bulk")
-        rhat = az.rhat(post[names])
+        return names, az.ess(post[names], method="bulk"), az.rhat(post[names])
+
+
+def posterior_metrics(fit) -> dict:
+    """min bulk ESS over every reported parameter (group-level effects included), max Rhat, divergences."""
+    post = fit.posterior
+    names, ess, rhat = ess_rhat(post)
     min_ess = float(np.nanmin([np.nanmin(np.asarray(ess[v])) for v in names]))
     max_rhat = float(np.nanmax([np.nanmax(np.asarray(rhat[v])) for v in names]))
     steps = fit.idata.sample_stats.get("n_steps")

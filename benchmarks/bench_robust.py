@@ -18,9 +18,8 @@ import argparse
 import time
 import warnings
 
-import arviz as az
 import numpy as np
-from _common import posterior_metrics, print_table, write_json
+from _common import ess_rhat, posterior_metrics, print_table, write_json
 from registry import datasets
 
 from bayeslmm import BayesLMM
@@ -45,13 +44,7 @@ def data(name):
 def worst(fit) -> tuple[str, str]:
     """The parameters (``name[coords]``) with the largest Rhat and the smallest bulk ESS, over the
     same variables as ``posterior_metrics``; one ArviZ pass over the posterior."""
-    post = fit.posterior
-    names = [v for v in ("fixef", "sigma", "shape", "nu") if v in post]
-    names += [v for v in post.data_vars if v.startswith(("sd_", "cor_", "r_"))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess = az.ess(post[names], method="bulk")
-        rhat = az.rhat(post[names])
+    names, ess, rhat = ess_rhat(fit.posterior)
 
     def at(ds, pick):
         best = None

@@ -2,7 +2,6 @@
 JAX kernel for the others). Reference: NumPyro's posterior of the same tiny model, compared loosely
 (100 draws per chain: Monte Carlo error of a mean about 0.1 posterior SD)."""
 
-import importlib.util
 
 import numpy as np
 import pandas as pd
@@ -32,8 +31,6 @@ def reference(model):
 @pytest.mark.filterwarnings("ignore:approximation='laplace' integrates out")
 @pytest.mark.parametrize("sampler", ["blackjax", "nutpie", "pymc"])
 def test_sampler_runs_the_laplace_plan(model, reference, sampler):
-    if sampler in ("blackjax", "nutpie") and importlib.util.find_spec(sampler) is None:
-        pytest.skip(f"optional {sampler} not installed")
     fit = model.fit(sampler=sampler, **KW)
     assert fit.plan.approximation == "laplace" and fit.plan.marginalized == ("g",)
     # The effects were integrated out and drawn afterwards, not sampled.
