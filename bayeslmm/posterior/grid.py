@@ -28,9 +28,7 @@ import pandas as pd
 from bayeslmm.model.design import formula_variables
 from bayeslmm.model.formula import FormulaSpec
 
-from .predict import (_included_effects, _inverse_link, linear_predictor, offset_of, prediction_rows, response_draws,
-                      response_mean)
-from .recover import stack_draws
+from .predict import _included_effects, _inverse_link, draws_for_rows, offset_of, prediction_rows
 
 __all__ = ["Variable", "model_variables", "grid_draws", "new_level_label", "METHODS"]
 
@@ -173,17 +171,10 @@ def grid_draws(fit, grid: pd.DataFrame, re_formula="NA", method="posterior_epred
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-    design = fit.design
-    rng = np.random.default_rng(random_seed)
-    rows = prediction_rows(design, grid, re_formula, allow_new_levels=True)
-    offset, trials = _offset_trials(design, grid)
-    eta = linear_predictor(fit.posterior, rows, rng=rng) + offset
-    if method == "posterior_linpred":
-        return eta
-    aux = {a: stack_draws(fit.posterior[a])[:, None] for a in design.family.aux}
-    if method == "posterior_epred":
-        return response_mean(design.family, eta, aux, trials)
-    return response_draws(design.family, eta, aux, trials, rng)
+    rows = prediction_rows(fit.design, grid, re_formula, allow_new_levels=True)
+    offset, trials = _offset_trials(fit.design, grid)
+    kind = {"posterior_linpred": "link", "posterior_epred": "mean", "posterior_predict": "response"}[method]
+    return draws_for_rows(fit, rows, offset, trials, kind, np.random.default_rng(random_seed))
 
 
 def link_to_response(family, eta):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr
 
-from bayeslmm.model.design import (NAMESPACE, ReBlock, evaluate_expression, factor_labels, formula_variables,
+from bayeslmm.model.design import (ReBlock, evaluate_expression, factor_labels, formula_variables,
                                    formulae_matrices, offset_of)
 from bayeslmm.model.checks import check_bool, check_finite_rows, check_mixed_types, check_probability, check_random_seed
 from bayeslmm.model.formula import FormulaSpec, parse_formula, unquote
@@ -318,13 +318,21 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
     design = fit.design
     rows = prediction_rows(design, newdata, re_formula, allow_new_levels)
     offset, trials = row_offset_trials(design, newdata, need_trials=kind != "link")
+    return draws_for_rows(fit, rows, offset, trials, kind, rng)
+
+
+def draws_for_rows(fit, rows, offset, trials, kind, rng) -> np.ndarray:
+    """Draws (S, n) of ``kind`` ("link", "mean", "response") for prepared rows, offsets and trials.
+
+    Cost O(S n (p + sum_g d_g)).
+    """
     eta = linear_predictor(fit.posterior, rows, rng=rng) + offset
     if kind == "link":
         return eta
-    aux = {a: stack_draws(fit.posterior[a])[:, None] for a in design.family.aux}
+    aux = {a: stack_draws(fit.posterior[a])[:, None] for a in fit.design.family.aux}
     if kind == "mean":
-        return response_mean(design.family, eta, aux, trials)
-    return response_draws(design.family, eta, aux, trials, rng)
+        return response_mean(fit.design.family, eta, aux, trials)
+    return response_draws(fit.design.family, eta, aux, trials, rng)
 
 
 def summarise_draws(draws, index=None, prob: float = 0.95) -> pd.DataFrame:
