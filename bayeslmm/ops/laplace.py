@@ -55,7 +55,7 @@ from jax.scipy.special import gammaln
 from jax.scipy.stats import norm
 
 from .data import MarginalData
-from .linalg import factor_core, logdet_quad, mm, solve_mean
+from .linalg import _logdet_quad_bwd, factor_core, mm, solve_lower, solve_mean, tri_solve
 from .marginal import _apply_lam
 
 __all__ = ["Family", "FAMILIES", "laplace_logp", "laplace_mode", "laplace_recover", "laplace_newton_info",
@@ -314,9 +314,21 @@ def _newton(ctx, beta, Ls, offset, phi):
     ``W~ = min(W, w_cap)`` (``w_cap`` keeps the condition number of ``H~``
     below ``_COND_MAX``; equal to Newton wherever ``W`` is below the cap), its
     length limited so that no ``eta_i`` moves by more than ``_ETA_RADIUS``,
-    then halved (up to 30 times) until ``f`` does not decrease; stops when
-    ``max |v_new - v| < tol`` or after ``max_steps``. Each step costs one Gram
-    accumulation and one blocked factorization.
+    then halved (up to 30 times) until ``f`` does not decrease.
+
+    Stops when ``max |v_new - v| < tol``, or earlier once convergence is
+    quadratic: after two full (unhalved, unshortened) steps of sizes
+    ``s_prev`` and ``s < 1e-3``, the next step is predicted to be about
+    ``C s^2`` with ``C = s / s_prev^2``, and the loop stops when ten times that
+    prediction is below ``tol`` (this saves the last step, whose only use was to
+    confirm the previous one). Each step costs one Gram accumulation and one
+    blocked factorization.
+
+    Returns ``(v, steps, err, halvings, converged)``: ``err`` estimates the
+    remaining error ``max |v - v_hat|`` (the predicted next step after a
+    quadratic stop, else the last step); ``converged`` is False when
+    ``max_steps`` ran out, no step length in 30 halvings improved ``f``, or
+    ``v`` is not finite (``err`` is then inf).
     """
     md = ctx.md
     D = sum(md.sizes)
@@ -330,7 +342,7 @@ def _newton(ctx, beta, Ls, offset, phi):
     def step(state):
         # eta is carried with v, so a step costs one Z Lambda product (for the direction) besides
         # the Gram accumulation and the factorization, and a halving only a pass of the likelihood.
-        v, eta, fv, _, k, nh = state
+        v, eta, fv, prev, k, nh, full_prev, _, _ = state
         g, w = _gw(ctx.family, md.y, eta, ctx.trials, phi)
         w = jnp.minimum(w, w_cap)
         c1, c2 = _lam_zt(md, Ls, w * (eta - base) + g)
@@ -357,16 +369,23 @@ def _newton(ctx, beta, Ls, offset, phi):
         v_new = jnp.where(ok, v + t * dv, v)
         eta_new = jnp.where(ok, eta + t * zdv, eta)
         change = jnp.where(ok, jnp.max(jnp.abs(t * dv)), 0.0)
-        return v_new, eta_new, jnp.where(ok, ft, fv), change, k + 1, nh + h
+        full = ok & (t == 1.0)
+        # Quadratic convergence: the next step would be about C change^2, C = change / prev^2.
+        pred = jnp.where(full & full_prev & (change < 1e-3) & (change < prev),
+                         10.0 * change ** 3 / prev ** 2, jnp.inf)
+        return v_new, eta_new, jnp.where(ok, ft, fv), change, k + 1, nh + h, full, pred, ~ok
 
     def go(state):
-        _, _, _, change, k, _ = state
-        return (change >= ctx.tol) & (k < ctx.max_steps)
+        _, _, _, change, k, _, _, pred, stuck = state
+        return (change >= ctx.tol) & (k < ctx.max_steps) & (pred >= ctx.tol) & ~stuck
 
     v0 = jnp.zeros(D)
-    state = (v0, base + jnp.zeros(md.n_obs), f_eta(base + jnp.zeros(md.n_obs), v0), jnp.inf, 0, 0)
-    v, _, _, change, k, nh = jax.lax.while_loop(go, step, state)
-    return v, k, change, nh
+    eta0 = base + jnp.zeros(md.n_obs)
+    state = (v0, eta0, f_eta(eta0, v0), jnp.inf, 0, 0, False, jnp.inf, False)
+    v, _, _, change, k, nh, _, pred, stuck = jax.lax.while_loop(go, step, state)
+    err = jnp.minimum(pred, change)
+    converged = (err < ctx.tol) & ~stuck & jnp.all(jnp.isfinite(v))
+    return v, k, jnp.where(stuck, jnp.inf, err), nh, converged
 
 
 def _make_mode(ctx):
@@ -420,15 +439,19 @@ def _setup(md, family, Ls, offset, trials, phi, max_steps, tol):
 
 def laplace_mode(md: MarginalData, family, beta, Ls, offset=None, trials=None, phi=None,
                  max_steps=100, tol=1e-10):
-    """Conditional mode ``v_hat`` of the whitened effects, the Newton step count and the last step size.
+    """Conditional mode ``v_hat`` of the whitened effects, the Newton step count and its estimated error.
 
+    The error estimate is ``max |v - v_hat|`` as predicted from the last two
+    steps (or the last step; inf where no step improved the objective): below
+    ``tol`` when the solve converged (:func:`laplace_newton_info` says so, and
+    :func:`laplace_logp` is ``-inf`` where it did not).
     ``v_hat`` is flat in ``md``'s internal layout (length D). Differentiable in
     reverse mode through the implicit function theorem (one solve with ``H``).
     Cost per Newton step: O(N (p + sum_jk d_j d_k)) row passes plus one blocked
     factorization O(M1 d1^3 + M1 d1 D2^2 + D2^3).
     """
     ctx, Ls = _setup(md, family, Ls, offset, trials, phi, max_steps, tol)
-    _, k, change, _ = _newton(ctx, beta, Ls, offset, phi)
+    _, k, change, _, _ = _newton(ctx, beta, Ls, offset, phi)
     return _make_mode(ctx)(beta, Ls, offset, phi), k, change
 
 
@@ -436,15 +459,15 @@ def laplace_newton_info(md: MarginalData, family, beta, Ls, offset=None, trials=
                         max_steps=100, tol=1e-10) -> dict:
     """Work done by the Newton solve of :func:`laplace_logp` at one point: a diagnostic.
 
-    Returns ``{"steps", "halvings", "change", "converged"}``: Newton steps
+    Returns ``{"steps", "halvings", "error", "converged"}``: Newton steps
     taken, step halvings (each one extra objective evaluation, a row pass),
-    the last step's largest change of ``v`` and whether the solve met the
-    tolerance within ``max_steps`` with a finite mode. Cost: one Newton solve.
+    the estimated remaining error of the mode (see :func:`laplace_mode`) and
+    whether the solve converged
+    (where it did not, :func:`laplace_logp` is ``-inf``). Cost: one Newton solve.
     """
     ctx, Ls = _setup(md, family, Ls, offset, trials, phi, max_steps, tol)
-    v, k, change, nh = jax.jit(lambda b, L, o, p: _newton(ctx, b, L, o, p))(beta, Ls, offset, phi)
-    ok = bool(float(change) < ctx.tol) and bool(np.all(np.isfinite(np.asarray(v))))
-    return {"steps": int(k), "halvings": int(nh), "change": float(change), "converged": ok}
+    _, k, err, nh, ok = jax.jit(lambda b, L, o, p: _newton(ctx, b, L, o, p))(beta, Ls, offset, phi)
+    return {"steps": int(k), "halvings": int(nh), "error": float(err), "converged": bool(ok)}
 
 
 def laplace_logp(md: MarginalData, family, beta, Ls, offset=None, trials=None, phi=None,
@@ -464,25 +487,88 @@ def laplace_logp(md: MarginalData, family, beta, Ls, offset=None, trials=None, p
     trials : array (N,), optional (binomial; default 1 = bernoulli)
     phi : scalar, optional (negbinomial shape, gaussian sigma)
     max_steps, tol : Newton limits (maximum step count; stop when the largest
-        change of ``v`` is below ``tol``). A fit should check convergence via
-        :func:`laplace_mode`.
+        change of ``v``, or its prediction from quadratic convergence, is below
+        ``tol``). Where the solve does not converge the value is ``-inf`` (its
+        gradient NaN): NUTS then rejects the point as a divergence.
 
     Notes
     -----
-    Cost: K Newton steps (typically 4-8 from ``v = 0``; 2 for gaussian) of
-    O(N (p + sum_jk d_j d_k)) plus one blocked factorization each; the
-    reverse-mode gradient costs about two more steps and stores nothing from
-    the iterations. Nothing N x N is formed.
+    Cost: K Newton steps (typically 4-7 from ``v = 0``; 2 for gaussian) of
+    O(N (p + sum_jk d_j d_k)) plus one blocked factorization each, and one
+    more factorization at the mode that serves the value, the blocks of
+    ``H^{-1}`` and the adjoint solve of the gradient; the reverse pass stores
+    nothing from the iterations. Nothing N x N is formed.
     """
     ctx, Ls = _setup(md, family, Ls, offset, trials, phi, max_steps, tol)
-    v = _make_mode(ctx)(beta, Ls, offset, phi)
+    return _make_logp(ctx)(beta, Ls, offset, phi)
+
+
+def _f_and_blocks(ctx, beta, Ls, offset, phi, v):
+    """``f(v)`` (normalizing constants included) and the blocks of ``H(v)``."""
+    md = ctx.md
     eta = _eta(ctx, beta, Ls, offset, v)
-    ll, _, w = _derivs(ctx.family, md.y, eta, ctx.trials, phi)
-    A1, A21, A22 = _wblocks(md, Ls, w)
+    _, w = _gw(ctx.family, md.y, eta, ctx.trials, phi)
+    f = jnp.sum(pointwise_loglik(ctx.family, md.y, eta, ctx.trials, phi)) - 0.5 * v @ v
+    return f, _wblocks(md, Ls, w)
+
+
+def _core_solve(md, core, rhs):
+    """``H^{-1} rhs`` (flat) with an existing blocked factor of ``H``: two block substitutions."""
     d1, m1 = md.dims[0], md.levels[0]
-    c1 = jnp.zeros((d1, m1))
-    c2 = None if A22 is None else jnp.zeros(A22.shape[0])
-    return jnp.sum(ll) - 0.5 * v @ v - 0.5 * logdet_quad(A1, A21, A22, c1, c2)
+    w1 = solve_lower(core.C1, rhs[:d1 * m1].reshape(d1, m1))
+    w2 = None
+    if core.C2 is not None:
+        w2 = tri_solve(core.C2, rhs[d1 * m1:] - core.B.reshape(core.B.shape[0], -1) @ w1.reshape(-1))
+    v1, v2 = solve_mean(core._replace(w1=w1, w2=w2))
+    return v1.reshape(-1) if v2 is None else jnp.concatenate([v1.reshape(-1), v2])
+
+
+def _make_logp(ctx):
+    """``f(v_hat) - log|H(v_hat)|/2`` as one custom-VJP function of ``(beta, Ls, offset, phi)``.
+
+    One function rather than the mode's VJP composed with logdet_quad's, so
+    that the factorization of ``H(v_hat)`` made for the value also serves the
+    gradient: the blocks of ``H^{-1}`` (d log|H|) and the adjoint solve. The
+    reverse pass: ``theta_bar = df/dtheta - (1/2) dlog|H|/dtheta |_v
+    + (dgrad_f/dtheta)^T lam`` with ``H lam = d/dv (f - log|H|/2)`` (the
+    implicit function theorem at ``grad_f(v_hat) = 0``, where ``df/dv = 0``).
+    A non-converged Newton solve gives ``-inf`` and NaN gradients, which
+    samplers treat as a divergence.
+    """
+    md = ctx.md
+
+    def value(beta, Ls, offset, phi):
+        return fwd(beta, Ls, offset, phi)[0]
+
+    def fwd(beta, Ls, offset, phi):
+        v, _, _, _, ok = _newton(ctx, beta, Ls, offset, phi)
+        f, blocks = _f_and_blocks(ctx, beta, Ls, offset, phi, v)
+        d1, m1 = md.dims[0], md.levels[0]
+        core = factor_core(*blocks, jnp.zeros((d1, m1)), None if blocks[2] is None else jnp.zeros(md.dense_size))
+        logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(core.C1)))
+        if core.C2 is not None:
+            logdet = logdet + 2.0 * jnp.sum(jnp.log(jnp.diagonal(core.C2)))
+        out = jnp.where(ok, f - 0.5 * logdet, -jnp.inf)
+        return out, (v, ok, core, beta, Ls, offset, phi)
+
+    def bwd(res, gbar):
+        v, ok, core, beta, Ls, offset, phi = res
+        # d log|H| / dA is H^{-1} blockwise: logdet_quad's reverse pass with c = 0, on the same factor.
+        gA1, gA21, gA22, _, _ = _logdet_quad_bwd(core, 1.0)
+        _, pull = jax.vjp(lambda b, L, o, p, vv: _f_and_blocks(ctx, b, L, o, p, vv),
+                                    beta, Ls, offset, phi, v)
+        # Partial derivatives at fixed v; the v part also carries df/dv, ~0 at the mode.
+        part = pull((jnp.ones(()), (-0.5 * gA1, None if gA21 is None else -0.5 * gA21,
+                                    None if gA22 is None else -0.5 * gA22)))
+        lam = _core_solve(md, core, part[4])
+        _, pull_g = jax.vjp(lambda b, L, o, p: _grad_f(ctx, v, b, L, o, p), beta, Ls, offset, phi)
+        adj = pull_g(lam)
+        return tuple(jax.tree.map(lambda t, a: jnp.where(ok, gbar * (t + a), jnp.nan), t, a)
+                     for t, a in zip(part[:4], adj))
+
+    out = jax.custom_vjp(value)
+    out.defvjp(fwd, bwd)
+    return out
 
 
 def laplace_recover(md: MarginalData, family, key, beta, Ls, offset=None, trials=None, phi=None,
