@@ -23,6 +23,7 @@ from bayeslmm.ops.laplace import (
     Family,
     laplace_logp,
     laplace_mode,
+    laplace_newton_info,
     laplace_recover,
     laplace_recover_batch,
     pointwise_loglik,
@@ -130,7 +131,7 @@ def test_damped_newton_converges_far_from_zero():
 
 
 @pytest.mark.parametrize("name, family, link, trials",
-                         [("crossed_d2_d1", *FAMS[2]), ("three_factors", *FAMS[4])])
+                         [("crossed_d2_d1", *FAMS[2]), ("three_factors", *FAMS[4]), ("crossed_d2_d1", *FAMS[0])])
 def test_gradient_matches_finite_differences(name, family, link, trials):
     """Implicit-function-theorem gradient vs central differences in beta, L, offset and phi."""
     case, md, n, phi = _glmm(name, family, trials)
@@ -216,6 +217,24 @@ def test_recover_batch_equals_single_draws():
         one = laplace_recover(md, "negbinomial", keys[s], beta[s], [L[s] for L in Ls], phi=phis[s])
         for b, o in zip(batch, one):
             np.testing.assert_allclose(b[s], o, rtol=1e-10, atol=1e-12)
+
+
+def test_unconverged_newton_is_minus_inf():
+    """max_steps = 1 from v = 0 far from the mode: the last iterate is not the mode, so the log-density is -inf
+    (NUTS: a divergence) and its gradient NaN, not the Laplace formula at the iterate; with the default budget
+    the same point converges and matches the dense computation."""
+    case, md, n, phi = _glmm("crossed_d2_d1", "poisson", None, scale=4.0)
+    case.y = np.round(case.y * 20.0)
+    md = case.md(False)
+    info = laplace_newton_info(md, "poisson", case.beta, case.Ls, max_steps=1)
+    assert not info["converged"] and info["steps"] == 1 and info["error"] > 1e-3
+    value, grads = jax.value_and_grad(lambda b: laplace_logp(md, "poisson", b, case.Ls, max_steps=1))(
+        jnp.asarray(case.beta))
+    assert float(value) == -np.inf and np.all(np.isnan(grads))
+    assert laplace_newton_info(md, "poisson", case.beta, case.Ls)["converged"]
+    ref, _, _ = dense_laplace(case, ("poisson", "log"), case.beta, case.Ls, None, None, None)
+    value = float(laplace_logp(md, "poisson", case.beta, case.Ls))
+    assert abs(value - float(ref)) < 1e-9 * abs(float(ref))
 
 
 def test_bad_input():
