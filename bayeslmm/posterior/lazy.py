@@ -121,6 +121,8 @@ def lazy_log_likelihood(fit):
         if design.weights_source is not None:  # lme4's precision weights, as for a pandas frame
             w = np.asarray(evaluate_expression(design.weights_source, part, "weights"), dtype=float)
             s = sigma / np.sqrt(np.maximum(w, 1e-300))
+            # A zero weight leaves the row out of the likelihood: its term is 0 (loglik.log_likelihood).
+            return np.where(w > 0, -0.5 * _LOG_2PI - np.log(s) - 0.5 * ((y - eta) / s) ** 2 + jac, 0.0)
         return -0.5 * _LOG_2PI - np.log(s) - 0.5 * ((y - eta) / s) ** 2 + jac
 
     return _blocks(design.data, block, n_draws)

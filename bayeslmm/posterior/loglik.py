@@ -7,7 +7,11 @@ that draw's group-level effects:
 
 (the family's density for the other families, each term times its weight
 for weighted GLMM families as in brms) on the model scale, minus log(y_i) (the Jacobian) for ``lognormal`` so that
-it is the density of the original y. For factors marginalized during
+it is the density of the original y. With weights every value is the row's
+term of the fitted log-likelihood: ``w_i log p(y_i | ...)`` (brms) for the
+GLMM families, the precision-weighted density (SD ``sigma / sqrt(w_i)``) for
+gaussian and lognormal, and 0 for a row of weight 0, which the likelihood
+leaves out (as brms's ``w_i log p`` does). For factors marginalized during
 sampling, r_s are the effects drawn exactly after sampling
 (:mod:`bayeslmm.posterior.recover`); the joint draws (theta_s, r_s) come from the same
 posterior as in an unmarginalized fit, so the pointwise values, and LOO
@@ -77,8 +81,13 @@ def log_likelihood(fit, max_chunk_bytes: float = _CHUNK_BYTES):
         sl = slice(start, min(S, start + chunk))
         eta = linear_predictor(post, rows, sl) + offset
         out[sl] = pointwise_logpdf(design, y, eta, {a: v[sl, None] for a, v in aux.items()})
-    if w is not None and not fam.gaussian:
-        out *= w  # brms: each term times its weight
+    if w is not None:
+        w = np.asarray(w, dtype=float)
+        if not fam.gaussian:
+            out *= w  # brms: each term times its weight
+        # A zero weight removes the row from the likelihood (for gaussian: infinite variance), so its term is 0,
+        # not 0 * (-inf) nor the density of an SD of sigma / sqrt(1e-300).
+        out[:, w == 0] = 0.0
     da = xr.DataArray(out.reshape(n_chain, n_draw, n), dims=("chain", "draw", "obs"),
                       coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": np.arange(n)},
                       name="y")
