@@ -115,7 +115,8 @@ def _loglik_eta(family, y, eta, trials, phi):
     if name == "binomial":
         n = 1.0 if trials is None else trials
         if link == "logit":
-            return -y * jax.nn.softplus(-eta) - (n - y) * jax.nn.softplus(eta)
+            # log p = eta + log q, so one softplus serves both terms.
+            return y * eta - n * jax.nn.softplus(eta)
         return y * norm.logcdf(eta) + (n - y) * norm.logcdf(-eta)
     if name == "negbinomial":
         lmp = jnp.logaddexp(eta, jnp.log(phi))
