@@ -113,21 +113,22 @@ def grad_seconds(design, marginalized) -> float:
 
 
 # A Laplace evaluation is a Newton solve: K steps, each a row pass, a re-accumulation of the Gram
-# blocks Z^T W Z from the rows and one blocked factorization, plus about two more for the value,
-# the step-halving checks and the implicit-function gradient. K = 5 is the typical count from v = 0
-# measured in tests/ops/test_laplace.py (4-8); nothing of this is calibrated by timings yet.
+# blocks Z^T W Z from the rows and one blocked factorization, plus one more factorization at the
+# mode, shared by the value and the implicit-function gradient. K = 5 is the count from v = 0 at
+# lme4's estimates of benchmarks/bench_laplace_grad.py (4 cbpp, 5 sim_bernoulli, 7 grouseticks).
 _NEWTON_STEPS = 5
 
 
 def laplace_grad_seconds(design, marginalized) -> float:
     """Predicted seconds of one Laplace log-density + gradient evaluation under a plan.
 
-    ``_OVERHEAD_S + (K + 2)`` times one Newton step, a step costing what a
-    rows-mode Gaussian gradient costs (the rows term over every factor and
-    the blocked factorization of :func:`grad_seconds`) plus the Gram
-    accumulation ``N sum_{j,k in S} d_j d_k`` row operations; K =
-    ``_NEWTON_STEPS``. An assumption, not a calibration: a Newton step is
-    taken to cost about one Gaussian gradient.
+    ``_OVERHEAD_S + (K + 1)`` times one Newton step (K steps and the
+    factorization at the mode that serves the value and the gradient), a step
+    costing what a rows-mode Gaussian gradient costs (the rows term over
+    every factor and the blocked factorization of :func:`grad_seconds`) plus
+    the Gram accumulation ``N sum_{j,k in S} d_j d_k`` row operations; K =
+    ``_NEWTON_STEPS``. A Newton step is taken to cost about one Gaussian
+    gradient; docs/marginalization.md compares the prediction with timings.
     """
     blocks = [b for b in design.blocks if b.name in marginalized]
     if not blocks:
@@ -138,7 +139,7 @@ def laplace_grad_seconds(design, marginalized) -> float:
     b1, rest = blocks[0], blocks[1:]
     d2 = sum(b.size for b in rest)
     step += 6 * _FLOP_S * (b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3) + _DENSE_ROW_S * d2
-    return _OVERHEAD_S + (_NEWTON_STEPS + 2) * step
+    return _OVERHEAD_S + (_NEWTON_STEPS + 1) * step
 
 
 def level_information(design) -> dict:
