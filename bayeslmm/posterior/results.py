@@ -483,13 +483,15 @@ class LMMFit:
 
     # --- effects, marginal means, hypotheses (thin wrappers) ---
     def conditional_effects(self, effects=None, conditions=None, re_formula="NA", prob=0.95,
-                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None):
+                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None,
+                            int_conditions=None, spaghetti=False, ndraws=None):
         """brms ``conditional_effects``; see :func:`bayeslmm.posterior.effects.conditional_effects`."""
         from .effects import conditional_effects
 
         return conditional_effects(self, effects=effects, conditions=conditions, re_formula=re_formula, prob=prob,
                                    method=method, resolution=resolution, robust=robust, plot=plot,
-                                   random_seed=random_seed)
+                                   random_seed=random_seed, int_conditions=int_conditions, spaghetti=spaghetti,
+                                   ndraws=ndraws)
 
     def emmeans(self, specs, by=None, at=None, re_formula="NA", type="response", prob=0.95):
         """Estimated marginal means (emmeans ``emmeans``); see :func:`bayeslmm.posterior.emmeans.emmeans`."""
