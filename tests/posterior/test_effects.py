@@ -272,7 +272,10 @@ def test_no_warnings_on_a_correct_fit(gaussian_fit):
         gaussian_fit.conditional_effects("x", re_formula=None, method="posterior_predict", plot=False)
         gaussian_fit.emmeans("cond", by="g")
         gaussian_fit.contrasts(["cond", "g"])
-        gaussian_fit.hypothesis(["x > 0", "x = 0"])
+        # a point inside the posterior's range (0 is not, and would warn that its density is extrapolated)
+        x0 = float(np.median(gaussian_fit.posterior["fixef"].sel(fixef_term="x")))
+        gaussian_fit.hypothesis(["x > 0", f"x = {x0}"])
+        gaussian_fit.conditional_effects("x:cond", int_conditions={"cond": ["b"]}, spaghetti=True, ndraws=5)
 
 
 def test_grid_rules_without_a_fit():
