@@ -114,6 +114,51 @@ def test_varcorr_brms_and_lme4_by_hand(fit):
         fit.varcorr(layout="wide")
 
 
+def test_varcorr_default_is_brms_and_its_draws(fit):
+    post = fit.posterior
+    sd = _flat(post["sd_subj"])
+    rho = _flat(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond"))
+    default = fit.varcorr()
+    assert set(default) == {"subj", "item", "residual__"}
+    pd.testing.assert_frame_equal(default["subj"]["cov"], fit.varcorr(layout="brms")["subj"]["cov"])
+    draws = fit.varcorr(summary=False)
+    np.testing.assert_allclose(draws["subj"]["sd"], sd)
+    np.testing.assert_allclose(draws["subj"]["cor"][:, 1, 0], rho)
+    np.testing.assert_allclose(draws["subj"]["cov"][:, 0, 1], sd[:, 0] * sd[:, 1] * rho)
+    np.testing.assert_allclose(draws["residual__"]["sd"][:, 0], _flat(post["sigma"]))
+    assert draws["item"]["sd"].shape == (sd.shape[0], 1) and set(draws["item"]) == {"sd"}
+
+
+def test_varcorr_lme4_prints_as_lme4(fit):
+    wide = fit.varcorr(layout="lme4")
+    lines = str(wide).splitlines()
+    assert repr(wide) == str(wide)
+    header = lines[0]
+    assert header.split() == ["Groups", "Name", "Variance", "Std.Dev.", "Corr"] and header.startswith(" Groups")
+    # columns left-aligned under their names; numbers of a column share their decimals (R's format)
+    start = {c: header.index(c) for c in ("Name", "Variance", "Std.Dev.")}
+    for line, (_, row) in zip(lines[1:], wide.iterrows()):
+        if row["Name"]:
+            assert line[start["Name"]:].startswith(row["Name"])
+        assert line[start["Variance"]:].split()[0] == line[start["Variance"]:start["Std.Dev."]].strip()
+    var_txt = [ln[start["Variance"]:start["Std.Dev."]].strip() for ln in lines[1:]]
+    decimals = {len(t.split(".")[1]) for t in var_txt}
+    assert len(decimals) == 1
+    d = decimals.pop()
+    np.testing.assert_allclose([float(t) for t in var_txt], wide["Variance"].round(d), atol=10.0 ** -d)
+    assert lines[2].split()[-1] == wide.loc[1, "Corr"] and lines[-1].split()[0] == "Residual"
+    assert type(wide[["Groups"]]) is pd.DataFrame  # operations give plain DataFrames
+
+
+def test_r_format_matches_lme4_sleepstudy_print():
+    """lme4's sleepstudy print: Variance 612.10 / 35.07 / 654.94, Std.Dev. 24.741 / 5.922 / 25.592."""
+    from bayeslmm.posterior.varcorr import _r_format
+
+    sd = np.array([24.7407, 5.9221, 25.5918])
+    assert [t.strip() for t in _r_format(sd ** 2, 4)] == ["612.10", "35.07", "654.94"]
+    assert [t.strip() for t in _r_format(sd, 4)] == ["24.741", "5.922", "25.592"]
+
+
 @pytest.mark.parametrize("new, expected", [
     (". ~ . + x", "y ~ cond + (cond | subj) + (1 | item) + x"),
     (". ~ . - (1 | item)", "y ~ cond + (cond | subj)"),
