@@ -184,7 +184,8 @@ def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, 
         picks = middle[np.round(np.linspace(0, len(middle) - 1, n_mid)).astype(int)] if n_mid > 0 else middle[:0]
         shown = np.concatenate([order[:k], picks, order[L - k:]])
         extreme[order[:k]] = extreme[order[L - k:]] = True
-        title = (f"{factor}: {len(shown)} of {L} levels shown ({k} lowest, {k} highest, "
+        # two lines: on one, the title fills the default width edge to edge
+        title = (f"{factor}: {len(shown)} of {L} levels shown\n({k} lowest, {k} highest, "
                  f"{n_mid} evenly spaced between)")
         order = shown
     n = len(order)

@@ -243,6 +243,20 @@ def test_kfold_by_group_holds_out_whole_levels(reduced, data):
     assert np.isfinite(kg.pointwise).all()
     for k, ll in enumerate(kg.heldout_ll):
         np.testing.assert_allclose(kg.pointwise[kg.folds == k], logsumexp(ll, axis=0) - np.log(ll.shape[0]))
+        # A held-out subject is a new level with its effect drawn from N(0, Sigma_s) per draw (brms
+        # sample_new_levels="gaussian"): averaged over that draw, p(y_i | draw s) is the normal density
+        # with variance z' Sigma_s z + sigma_s^2, which the mean over draws must match within its Monte Carlo error.
+        fk = kg.fits[k]
+        held = data[kg.folds == k]
+        c = held["cond"].to_numpy()
+        fe, sd, sig = _flat(fk.posterior["fixef"]), _flat(fk.posterior["sd_subj"]), _flat(fk.posterior["sigma"])
+        rho = _flat(fk.posterior["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond"))
+        var = (sd[:, [0]] ** 2 + 2 * rho[:, None] * sd[:, [0]] * sd[:, [1]] * c + sd[:, [1]] ** 2 * c ** 2
+               + sig[:, None] ** 2)
+        exact = stats.norm.pdf(held["y"].to_numpy(), fe[:, [0]] + fe[:, [1]] * c, np.sqrt(var)).mean(0)
+        p = np.exp(ll)
+        mc_se = p.std(0, ddof=1) / np.sqrt(p.shape[0])
+        assert np.all(np.abs(p.mean(0) - exact) < 5 * mc_se + 1e-12)
     with pytest.raises(ValueError, match="neither a grouping factor"):
         reduced.kfold(K=2, group="nope")
     with pytest.raises(ValueError, match="one fold per row"):
