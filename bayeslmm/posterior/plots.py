@@ -68,13 +68,17 @@ def ess_per_second(fits: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _layout(axes, title_size=None):
+def _layout(axes, title_size=None, label_size=None):
     """Constrained layout on the figure of ``axes`` so that panel titles and tick labels do not overlap; the figure."""
     fig = np.ravel(axes)[0].figure
     fig.set_layout_engine("constrained")
-    if title_size:
-        for ax in np.ravel(axes):
+    for ax in np.ravel(axes):
+        if title_size:
             ax.title.set_fontsize(title_size)
+        if label_size:
+            # ArviZ's axis labels are larger than the panel titles, which reads as shouting in a grid of panels
+            ax.xaxis.label.set_fontsize(label_size)
+            ax.yaxis.label.set_fontsize(label_size)
     return fig
 
 
@@ -106,7 +110,8 @@ def plot_rank(fit, var_names=None, **kwargs):
 
     n = len(var_names) if var_names is not None else len(sampled_parameters(fit).data_vars)
     kwargs.setdefault("figsize", (10, 2.4 * int(np.ceil(n / 3))))
-    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=10)
+    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=10,
+                   label_size=9)
 
 
 def _interval(a, prob, axis=0):

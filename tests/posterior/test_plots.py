@@ -177,5 +177,7 @@ def test_given_ax_returns_its_figure(fit):
 
 
 def test_rank_titles_are_the_parameter_names(fit):
-    titles = {a.get_title() for a in _axes(fit.plot_rank())}
+    axes = _axes(fit.plot_rank())
+    titles = {a.get_title() for a in axes}
     assert set(sampled_parameters(fit).data_vars) <= titles
+    assert all(a.xaxis.label.get_fontsize() <= a.title.get_fontsize() for a in axes)
