@@ -107,13 +107,14 @@ def format_lme4(df: pd.DataFrame, digits: int = 4) -> str:
 class VarCorrLme4(pd.DataFrame):
     """The wide lme4 table (a DataFrame) that prints as lme4 prints ``VarCorr``; see :func:`format_lme4`.
 
-    Every operation on it returns a plain DataFrame; ``str()``/``print``
-    give lme4's text, notebooks show the HTML table.
+    Operations that give a table (``round``, row or column selection) keep
+    the class, so they print the same way; ``str()``/``print`` give lme4's
+    text, notebooks show the HTML table; ``pd.DataFrame(vc)`` is a plain copy.
     """
 
     @property
     def _constructor(self):
-        return pd.DataFrame
+        return VarCorrLme4
 
     def __repr__(self):
         return format_lme4(self)

@@ -147,7 +147,10 @@ def test_varcorr_lme4_prints_as_lme4(fit):
     d = decimals.pop()
     np.testing.assert_allclose([float(t) for t in var_txt], wide["Variance"].round(d), atol=10.0 ** -d)
     assert lines[2].split()[-1] == wide.loc[1, "Corr"] and lines[-1].split()[0] == "Residual"
-    assert type(wide[["Groups"]]) is pd.DataFrame  # operations give plain DataFrames
+    rounded = wide.round(2)  # a derived table prints the same way, with its own numbers
+    assert type(rounded) is type(wide) and str(rounded).splitlines()[0] == header
+    assert float(str(rounded).splitlines()[-1].split()[1]) == pytest.approx(round(wide.iloc[-1]["Variance"], 2))
+    assert type(pd.DataFrame(wide)) is pd.DataFrame
 
 
 def test_r_format_matches_lme4_sleepstudy_print():
