@@ -46,7 +46,7 @@ def test_matches_lme4(name, marginalize):
         term = "Intercept" if term == "(Intercept)" else term
         assert abs(fe.loc[term, "Estimate"] - est) < 2 * ref["fixef_se"][f"({term})" if term == "Intercept"
                                                                          else term], term
-    vc = fit.varcorr()
+    vc = fit.varcorr(layout="long")
     for blk in fit.design.blocks:
         for term in blk.terms:
             lme4 = _lme4_sd(ref, blk.name, "(Intercept)" if term == "Intercept" else term)
@@ -57,7 +57,7 @@ def test_matches_lme4(name, marginalize):
 
 def _scalar_draws(fit, n_effects=6):
     """Every fixed effect, SD, correlation, sigma and a sample of group-level effects, as (chain, draw)."""
-    out = {f"{g}/{p}": v for (g, p), v in fit.varcorr(summary=False).items()}
+    out = {f"{g}/{p}": v for (g, p), v in fit.varcorr(summary=False, layout="long").items()}
     for t in fit.design.fixed_names:
         out[f"fixef/{t}"] = np.asarray(fit.posterior["fixef"].sel(fixef_term=t))
     for blk in fit.design.blocks:

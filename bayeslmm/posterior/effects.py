@@ -8,7 +8,7 @@ their reference (first) level (brms's rule; see
 points from its training minimum to its maximum; a categorical one over its
 levels. The second variable of an interaction takes every level (a factor)
 or its mean - SD, mean, mean + SD (numeric), as brms's default
-``int_conditions``.
+``int_conditions``; ``int_conditions={"x": [...]}`` gives other values.
 
 Each grid row is summarised from the posterior draws of the prediction as
 brms does: with ``robust=True`` (brms's default) ``estimate__`` is the
@@ -51,11 +51,15 @@ class ConditionalEffects:
     called). Each DataFrame holds the grid (every predictor variable),
     ``effect1__`` (and ``effect2__``), ``cond__`` (the condition's label),
     then ``estimate__``, ``se__``, ``lower__`` and ``upper__`` as brms
-    names them.
+    names them. With ``spaghetti=True``, ``ce.spaghetti`` maps each effect
+    whose first variable is numeric to a long DataFrame of individual draws
+    (the grid columns, ``sample__`` the draw's index and ``estimate__`` its
+    value), brms's ``attr(, "spaghetti")``.
     """
 
-    def __init__(self, tables: dict, kinds: dict, response: str, prob: float, method: str):
+    def __init__(self, tables: dict, kinds: dict, response: str, prob: float, method: str, spaghetti=None):
         self.tables, self.kinds, self.response, self.prob, self.method = tables, kinds, response, prob, method
+        self.spaghetti: dict = dict(spaghetti or {})
         self.figures: dict = {}
 
     def __getitem__(self, key):
@@ -83,7 +87,8 @@ class ConditionalEffects:
             if name not in self.tables:
                 raise ValueError(f"No effect {name!r}; the effects are {list(self.tables)}.")
             self.figures[name] = _plot_effect(self.tables[name], tuple(name.split(":")), self.kinds[name],
-                                              self.response, self.prob, self.method, dpi)
+                                              self.response, self.prob, self.method, dpi,
+                                              self.spaghetti.get(name))
         return {n: self.figures[n] for n in names}
 
 
@@ -124,10 +129,45 @@ def _values(var, resolution):
     return list(np.linspace(var.lo, var.hi, resolution))
 
 
-def _second_values(var):
+def _second_values(var, int_conditions):
+    if var.name in int_conditions:
+        return int_conditions[var.name]
     if var.categorical:
         return list(var.levels)
     return [var.mean - var.sd, var.mean, var.mean + var.sd]
+
+
+def _int_conditions(int_conditions, variables) -> dict:
+    """Validated ``int_conditions``: variable -> list of values (floats for numeric, known levels for factors)."""
+    if int_conditions is None:
+        return {}
+    if not isinstance(int_conditions, dict):
+        raise TypeError(f"int_conditions must be a dict variable -> list of values, got "
+                        f"{type(int_conditions).__name__}.")
+    out = {}
+    for name, vals in int_conditions.items():
+        if name not in variables:
+            raise ValueError(f"int_conditions names {name!r}, which is not a predictor of the fixed part; they are "
+                             f"{list(variables)}.")
+        vals = list(np.atleast_1d(np.asarray(vals, dtype=object)))
+        if not vals:
+            raise ValueError(f"int_conditions[{name!r}] is empty; give at least one value.")
+        var = variables[name]
+        if var.categorical:
+            unknown = [v for v in vals if v not in var.levels]
+            if unknown:
+                raise ValueError(f"int_conditions[{name!r}] has {unknown}, which are not levels of {name!r}: "
+                                 f"{list(var.levels)}.")
+        else:
+            try:
+                vals = [float(v) for v in vals]
+            except (TypeError, ValueError):
+                raise TypeError(f"int_conditions[{name!r}] must be numbers for the numeric {name!r}; got "
+                                f"{vals!r}.") from None
+            if not np.all(np.isfinite(vals)):
+                raise ValueError(f"int_conditions[{name!r}] has non-finite values {vals!r}.")
+        out[name] = list(dict.fromkeys(vals))
+    return out
 
 
 def _conditions(conditions) -> list[tuple[str, dict]]:
@@ -152,7 +192,8 @@ def _conditions(conditions) -> list[tuple[str, dict]]:
 
 
 def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", prob=0.95, method="posterior_epred",
-                        resolution=100, robust=True, plot=True, random_seed=None) -> ConditionalEffects:
+                        resolution=100, robust=True, plot=True, random_seed=None, int_conditions=None,
+                        spaghetti=False, ndraws=None) -> ConditionalEffects:
     """Conditional effects of predictors, like brms ``conditional_effects``.
 
     Parameters
@@ -185,7 +226,19 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
     plot : bool
         Draw the figures now (``result.figures``); the data are there either way.
     random_seed : int, optional
-        Seeds new-level effects and ``posterior_predict`` noise.
+        Seeds new-level effects, ``posterior_predict`` noise and the draws
+        picked for ``spaghetti``.
+    int_conditions : dict, optional
+        brms ``int_conditions``: variable -> values the second variable of an
+        interaction takes (numbers for a numeric one, a subset of the levels
+        for a factor), instead of mean - SD, mean, mean + SD / every level.
+    spaghetti : bool
+        brms ``spaghetti``: also keep ``ndraws`` individual draws of each
+        effect with a numeric first variable (``result.spaghetti``) and
+        draw them as thin lines instead of the band.
+    ndraws : int, optional
+        Draws for ``spaghetti`` (default 100, as brms recommends), picked at
+        random without replacement.
 
     Returns
     -------
@@ -201,11 +254,14 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
     plot = check_bool(plot, "plot")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    spaghetti = check_bool(spaghetti, "spaghetti")
+    ndraws = 100 if ndraws is None else check_positive_int(ndraws, "ndraws")
     design = fit.design
     variables = model_variables(design)
+    int_conds = _int_conditions(int_conditions, variables)
     effs = _parse_effects(design, effects)
     conds = _conditions(conditions)
-    tables, kinds = {}, {}
+    tables, kinds, spag = {}, {}, {}
     for eff in effs:
         v1 = variables[eff[0]]
         frames = []
@@ -214,7 +270,7 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
                 g = pd.DataFrame({eff[0]: _values(v1, resolution)})
             else:
                 v2 = variables[eff[1]]
-                a, b = _values(v1, resolution), _second_values(v2)
+                a, b = _values(v1, resolution), _second_values(v2, int_conds)
                 g = pd.DataFrame({eff[0]: np.repeat(np.array(a, dtype=object), len(b)),
                                   eff[1]: np.tile(np.array(b, dtype=object), len(a))})
                 for v in (v1, v2):
@@ -237,7 +293,15 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
         name = ":".join(eff)
         tables[name] = out
         kinds[name] = tuple("factor" if variables[e].categorical else "numeric" for e in eff)
-    ce = ConditionalEffects(tables, kinds, response_label(design), prob, method)
+        if spaghetti and kinds[name][0] == "numeric":
+            picks = np.sort(np.random.default_rng(random_seed).choice(
+                draws.shape[0], size=min(ndraws, draws.shape[0]), replace=False))
+            long = out.drop(columns=["estimate__", "se__", "lower__", "upper__"]).loc[
+                np.tile(np.arange(len(out)), len(picks))].reset_index(drop=True)
+            long["sample__"] = np.repeat(picks, len(out))
+            long["estimate__"] = draws[picks].ravel()
+            spag[name] = long
+    ce = ConditionalEffects(tables, kinds, response_label(design), prob, method, spag)
     if plot:
         ce.plot()
     return ce
@@ -262,7 +326,7 @@ def _level_label(v, numeric):
     return f"{v:.3g}" if numeric else str(v)
 
 
-def _draw_panel(ax, df, kind, name, prob):
+def _draw_panel(ax, df, kind, name, prob, spag=None):
     import matplotlib.pyplot as plt
 
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2", "C3"])
@@ -284,8 +348,15 @@ def _draw_panel(ax, df, kind, name, prob):
         if first_numeric:
             xs = x.to_numpy(dtype=float)
             order = np.argsort(xs)
-            ax.fill_between(xs[order], part["lower__"].to_numpy()[order], part["upper__"].to_numpy()[order],
-                            color=c, alpha=0.2, linewidth=0)
+            if spag is None:
+                ax.fill_between(xs[order], part["lower__"].to_numpy()[order], part["upper__"].to_numpy()[order],
+                                color=c, alpha=0.2, linewidth=0)
+            else:
+                sel = spag if lvl is None else spag[spag["effect2__"] == lvl]
+                for _, one in sel.groupby("sample__"):
+                    xo = one["effect1__"].to_numpy(dtype=float)
+                    o = np.argsort(xo)
+                    ax.plot(xo[o], one["estimate__"].to_numpy()[o], color=c, alpha=0.12, linewidth=0.6)
             ax.plot(xs[order], part["estimate__"].to_numpy()[order], color=c, linewidth=1.8, label=label)
         else:
             levels = list(dict.fromkeys(df["effect1__"]))
@@ -305,7 +376,7 @@ def _draw_panel(ax, df, kind, name, prob):
     _style(ax)
 
 
-def _plot_effect(df, eff, kind, response, prob, method, dpi):
+def _plot_effect(df, eff, kind, response, prob, method, dpi, spag=None):
     import matplotlib.pyplot as plt
 
     conds = list(dict.fromkeys(df["cond__"]))
@@ -316,7 +387,8 @@ def _plot_effect(df, eff, kind, response, prob, method, dpi):
                              dpi=dpi, squeeze=False, sharey=True, layout="constrained")
     axes = axes.ravel()
     for ax, cond in zip(axes, conds):
-        _draw_panel(ax, df[df["cond__"] == cond], kind, ":".join(eff), prob)
+        _draw_panel(ax, df[df["cond__"] == cond], kind, ":".join(eff), prob,
+                    None if spag is None else spag[spag["cond__"] == cond])
         ax.set_xlabel(eff[0], fontsize=10)
         if cond:
             ax.set_title(cond, fontsize=10)

@@ -24,6 +24,10 @@ The columns are brms's:
   the prior draws kept by ``fit(sample_prior=True)``. Densities are Gaussian
   kernel estimates (``scipy.stats.gaussian_kde``) with R's ``bw.nrd0``
   bandwidth, the default of the ``density()`` that brms calls;
+  When 0 lies outside the range of the posterior or of the prior draws
+  of the expression, the estimate there is the kernels' tail, an
+  extrapolation (a Bayes factor driven by the bandwidth): the value is
+  still returned, with one warning naming those hypotheses;
 - Post.Prob: P(H) for one-sided hypotheses, Evid.Ratio / (1 + Evid.Ratio)
   for point ones (equal prior odds);
 - Star: ``"*"`` when 0 is outside [CI.Lower, CI.Upper].
@@ -194,6 +198,24 @@ def density_at(x, point: float = 0.0) -> float:
     return float(kde(np.atleast_1d(point))[0])
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside the bayeslmm package."""
+    import os
+    import sys
+
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _outside(x, point=0.0) -> bool:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return x.size > 0 and not (x.min() <= point <= x.max())
+
+
 def hypothesis(fit, hypothesis, class_="b", group=None, alpha=0.05, robust=False) -> pd.DataFrame:
     """brms ``hypothesis``: one row per hypothesis with Hypothesis, Estimate, Est.Error, CI.Lower, CI.Upper,
     Evid.Ratio, Post.Prob and Star (see the module docstring for each column).
@@ -201,7 +223,9 @@ def hypothesis(fit, hypothesis, class_="b", group=None, alpha=0.05, robust=False
     ``hypothesis`` is a string or a list of strings. A point hypothesis
     (``=``) needs prior draws (``fit(sample_prior=True)``) for its
     Evid.Ratio; without them Evid.Ratio and Post.Prob are NaN, with a
-    warning, as brms. Raises ``ValueError`` for a malformed hypothesis or an
+    warning, as brms; where 0 is outside the range of the posterior or
+    prior draws (the kernel density there is an extrapolation) the ratio is
+    returned with one warning naming those hypotheses. Raises ``ValueError`` for a malformed hypothesis or an
     unknown parameter, naming the parameters available.
     Cost: O(S) per parameter and hypothesis, plus O(S) kernel sums per point hypothesis.
     """
@@ -221,7 +245,7 @@ def hypothesis(fit, hypothesis, class_="b", group=None, alpha=0.05, robust=False
     names = _class_names(post, class_, group)
     prior_ds = getattr(fit.idata, "prior", None) if "prior" in fit.idata.groups() else None
     prior = parameter_draws(fit.design, prior_ds) if prior_ds is not None else {}
-    rows, missing_prior = [], []
+    rows, missing_prior, extrapolated = [], [], []
     for h in hyps:
         expr, sign = _parse(h)
         code, placeholders = _compile(expr, h, names, class_, group)
@@ -236,6 +260,9 @@ def hypothesis(fit, hypothesis, class_="b", group=None, alpha=0.05, robust=False
             if all(v in prior for v in placeholders.values()):
                 px = _evaluate(code, placeholders, prior)
                 ratio = density_at(x) / density_at(px)
+                where = [w for w, d in (("posterior", x), ("prior", px)) if _outside(d)]
+                if where:
+                    extrapolated.append(f"{h!r} (0 outside the {' and '.join(where)} draws)")
             else:
                 ratio = float("nan")
                 missing_prior.append(h)
@@ -250,5 +277,10 @@ def hypothesis(fit, hypothesis, class_="b", group=None, alpha=0.05, robust=False
                      "CI.Upper": float(hi), "Evid.Ratio": float(ratio), "Post.Prob": float(prob), "Star": star})
     if missing_prior:
         warnings.warn(f"Evid.Ratio of the point hypotheses {missing_prior} is NaN: the Savage-Dickey ratio needs "
-                      "prior draws of their parameters; fit with sample_prior=True.", UserWarning, stacklevel=3)
+                      "prior draws of their parameters; fit with sample_prior=True.", UserWarning,
+                      stacklevel=_user_stacklevel())
+    if extrapolated:
+        warnings.warn(f"Evid.Ratio of the point hypotheses {', '.join(extrapolated)} extrapolates a kernel density "
+                      "beyond the range of the draws, where it is unreliable; more draws, or a hypothesis nearer "
+                      "the posterior, give a usable Savage-Dickey ratio.", UserWarning, stacklevel=_user_stacklevel())
     return pd.DataFrame(rows)

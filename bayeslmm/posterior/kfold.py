@@ -7,7 +7,9 @@ Fold k is fitted on every row outside it; each held-out row i then gets
 from that fold's S posterior draws (the same conditional log-likelihood as
 :mod:`bayeslmm.posterior.loglik`; levels of a grouping factor that the fold
 never saw get effects drawn from the fitted group-level distribution, brms
-``allow_new_levels = TRUE`` with ``sample_new_levels = "gaussian"``).
+``allow_new_levels = TRUE`` with ``sample_new_levels = "gaussian"``; brms's
+``kfold`` default is ``"uncertainty"``, resampling the training levels'
+effects, see docs/analysis.md).
 ``elpd_kfold = sum_i elpd_i`` and its SE is ``sqrt(n var(elpd_i))`` (as
 ``az.loo`` computes the SE of elpd_loo).
 """

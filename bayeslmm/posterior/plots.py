@@ -1,8 +1,8 @@
 """Diagnostic and result plots; ArviZ draws them where it has the plot.
 
 matplotlib is imported inside each function, so importing bayeslmm never
-starts a GUI backend; every function returns the matplotlib axes it drew on
-(an array of axes for ArviZ's multi-panel plots).
+starts a GUI backend; every function returns the matplotlib ``Figure`` it drew
+(with ``ax=`` given, ``ax.figure``); its axes are ``fig.axes``.
 
 Sampled parameters are named as brms names them: ``b_<term>``,
 ``sd_<g>__<effect>``, ``cor_<g>__<effect1>__<effect2>``, ``sigma``. They are
@@ -68,13 +68,18 @@ def ess_per_second(fits: dict) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _layout(axes, title_size=None):
-    """Constrained layout on the figure of ``axes`` so that panel titles and tick labels do not overlap."""
-    np.ravel(axes)[0].figure.set_layout_engine("constrained")
-    if title_size:
-        for ax in np.ravel(axes):
+def _layout(axes, title_size=None, label_size=None):
+    """Constrained layout on the figure of ``axes`` so that panel titles and tick labels do not overlap; the figure."""
+    fig = np.ravel(axes)[0].figure
+    fig.set_layout_engine("constrained")
+    for ax in np.ravel(axes):
+        if title_size:
             ax.title.set_fontsize(title_size)
-    return axes
+        if label_size:
+            # ArviZ's axis labels are larger than the panel titles, which reads as shouting in a grid of panels
+            ax.xaxis.label.set_fontsize(label_size)
+            ax.yaxis.label.set_fontsize(label_size)
+    return fig
 
 
 def _panel_figsize(var_names, fit, per_row=1.6):
@@ -87,6 +92,7 @@ def plot_trace(fit, var_names=None, **kwargs):
 
     kwargs go to ArviZ; the figure height grows with the number of
     parameters and the layout is constrained (no overlapping titles).
+    Returns the Figure. Cost O(S) per parameter plus the plot.
     """
     import arviz as az
 
@@ -96,12 +102,16 @@ def plot_trace(fit, var_names=None, **kwargs):
 
 
 def plot_rank(fit, var_names=None, **kwargs):
-    """Rank histograms per chain of each sampled parameter (``az.plot_rank``); kwargs go to ArviZ."""
+    """Rank histograms per chain of each sampled parameter (``az.plot_rank``); kwargs go to ArviZ.
+
+    Returns the Figure. Cost O(S log S) per parameter plus the plot.
+    """
     import arviz as az
 
     n = len(var_names) if var_names is not None else len(sampled_parameters(fit).data_vars)
     kwargs.setdefault("figsize", (10, 2.4 * int(np.ceil(n / 3))))
-    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=10)
+    return _layout(az.plot_rank(sampled_parameters(fit), var_names=var_names, **kwargs), title_size=10,
+                   label_size=9)
 
 
 def _interval(a, prob, axis=0):
@@ -117,7 +127,7 @@ def plot_fixef(fit, terms=None, prob=0.95, inner_prob=0.5, ax=None):
     of :meth:`~bayeslmm.posterior.results.LMMFit.fixef` for 0.95), the thick
     one the ``inner_prob`` interval, as brms ``mcmc_plot``. ``terms``
     selects and orders them (leave out a large Intercept that squeezes the
-    others). Returns the axes. Cost O(S p).
+    others). Returns the Figure (``ax.figure`` when ``ax`` is given). Cost O(S p).
     """
     import matplotlib.pyplot as plt
 
@@ -141,7 +151,7 @@ def plot_fixef(fit, terms=None, prob=0.95, inner_prob=0.5, ax=None):
     ax.set_ylim(-0.7, len(terms) - 0.3)
     ax.set_xlabel(f"Estimate ({100 * prob:g}% and {100 * inner_prob:g}% equal-tailed intervals)")
     ax.set_title(f"Population-level effects on {fit.design.spec.response}", fontsize=10)
-    return ax
+    return ax.figure
 
 
 def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, n_extreme=15, ax=None):
@@ -152,7 +162,8 @@ def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, 
     ``ranef``. With more than ``max_levels`` levels it shows the
     ``n_extreme`` lowest and highest levels (drawn in a second colour) and
     evenly spaced levels between them, ``max_levels`` in all, every row
-    labelled, and says so in the title. Returns the axes.
+    labelled, and says so in the title. Returns the Figure (``ax.figure``
+    when ``ax`` is given). Cost O(S L log L) for L levels.
     """
     import matplotlib.pyplot as plt
 
@@ -178,7 +189,8 @@ def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, 
         picks = middle[np.round(np.linspace(0, len(middle) - 1, n_mid)).astype(int)] if n_mid > 0 else middle[:0]
         shown = np.concatenate([order[:k], picks, order[L - k:]])
         extreme[order[:k]] = extreme[order[L - k:]] = True
-        title = (f"{factor}: {len(shown)} of {L} levels shown ({k} lowest, {k} highest, "
+        # two lines: on one, the title fills the default width edge to edge
+        title = (f"{factor}: {len(shown)} of {L} levels shown\n({k} lowest, {k} highest, "
                  f"{n_mid} evenly spaced between)")
         order = shown
     n = len(order)
@@ -194,7 +206,7 @@ def plot_caterpillar(fit, factor, effect="Intercept", prob=0.95, max_levels=60, 
     ax.set_xlabel(f"{effect} deviation by {factor} (mean, {100 * prob:g}% equal-tailed interval)")
     ax.set_ylabel(factor)
     ax.set_title(title, fontsize=9)
-    return ax
+    return ax.figure
 
 
 PPC_KINDS = ("dens_overlay", "hist", "stat", "stat_grouped", "intervals")
@@ -238,8 +250,9 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
       said in the title.
 
     Draws ``posterior_predictive`` first (seeded by ``random_seed``) if the
-    fit does not have it. Returns the axes (an array for the multi-panel
-    kinds). Cost: O(S n) plus the plot.
+    fit does not have it. Returns the Figure (``ax.figure`` when ``ax`` is
+    given; ``ax`` is ignored by the multi-panel kinds); its panels are
+    ``fig.axes``. Cost: O(S n) plus the plot.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -277,7 +290,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
         ax.set_xlabel(name)
         ax.set_ylabel("density")
         ax.set_title("Posterior predictive check: densities", fontsize=10)
-        return ax
+        return ax.figure
     if kind == "hist":
         sub = pick(8 if ndraws is None else ndraws)
         panels = [("y", y)] + [(f"y_rep {i + 1}", r) for i, r in enumerate(sub)]
@@ -295,7 +308,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
         for a in axes[(nrow - 1) * ncol:]:
             a.set_xlabel(name)
         fig.suptitle("Posterior predictive check: histograms", fontsize=10)
-        return axes[:len(panels)]
+        return fig
     if kind in ("stat", "stat_grouped"):
         label, fn = _stat_fn(stat)
         if kind == "stat":
@@ -308,7 +321,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
             ax.set_xlabel(f"{label}({name})")
             ax.set_ylabel("draws")
             ax.set_title(f"Posterior predictive check: {label}, p = {np.mean(t_rep >= t_y):.2f}", fontsize=10)
-            return ax
+            return ax.figure
         if group is None:
             raise ValueError("kind='stat_grouped' needs group=, a grouping factor of the model: "
                              f"{[b.name for b in fit.design.blocks]}.")
@@ -337,7 +350,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
             a.set_xlabel(f"{label}({name})", fontsize=8)
         more = f" (first 16 of {blk.n_levels} levels)" if blk.n_levels > 16 else ""
         fig.suptitle(f"Posterior predictive check: {label} by {group}{more}; black: y", fontsize=10)
-        return axes[:len(levels)]
+        return fig
     # intervals
     n = y.shape[0]
     idx = np.arange(n) if n <= max_obs else np.unique(np.round(np.linspace(0, n - 1, max_obs)).astype(int))
@@ -353,7 +366,7 @@ def plot_ppc(fit, kind="dens_overlay", ndraws=None, stat="mean", group=None, pro
     ax.set_xlabel("observation" + (f" ({len(idx)} of {n}, evenly spaced)" if len(idx) < n else ""))
     ax.set_ylabel(name)
     ax.set_title("Posterior predictive check: intervals per observation", fontsize=10)
-    return ax
+    return ax.figure
 
 
 pp_check = plot_ppc
@@ -363,14 +376,15 @@ def plot_ess_per_second(fits: dict, ax=None):
     """Bar chart of the smallest bulk ESS per second of total fit time, one bar per fit.
 
     ``fits`` maps a label to a fit of the same model (see :func:`ess_per_second`).
+    Returns the Figure (``ax.figure`` when ``ax`` is given).
     """
     import matplotlib.pyplot as plt
 
     tab = ess_per_second(fits)
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 * len(tab) + 2, 3))
+        _, ax = plt.subplots(figsize=(1.2 * len(tab) + 2, 3), layout="constrained")
     bars = ax.bar([str(i) for i in tab.index], tab["ess_per_second"], color="C0")
     ax.bar_label(bars, labels=[f"{v:.1f}" for v in tab["ess_per_second"]], fontsize=8)
     ax.set_ylabel("min bulk ESS / s")
     ax.set_title("Sampling efficiency (total fit time)")
-    return ax
+    return ax.figure

@@ -244,22 +244,25 @@ class LMMFit:
                             f"cor_{blk.name}", **{f"{blk.name}__effect": ta, f"{blk.name}__effect_bis": tb})
         return draws
 
-    def varcorr(self, summary: bool = True, prob: float = 0.95, layout: str = "long"):
+    def varcorr(self, summary: bool = True, prob: float = 0.95, layout: str = "brms"):
         """Variance components per factor and the residual SD (brms ``VarCorr`` / lme4 ``VarCorr``).
 
-        ``layout="long"`` (default): DataFrame with a (group, parameter)
-        index: ``sd(Intercept)``, ``cor(Intercept,c_int)``, and ("Residual",
+        ``layout="brms"`` (default, as brms ``VarCorr``): dict factor ->
+        {"sd", "cor", "cov"} plus "residual__" -> {"sd"}, each a table of
+        Estimate / Est.Error / Q2.5 / Q97.5, or with ``summary=False`` the
+        draws (:func:`bayeslmm.posterior.varcorr.varcorr_brms`).
+        ``layout="long"``: one DataFrame with a (group, parameter) index:
+        ``sd(Intercept)``, ``cor(Intercept,c_int)``, and ("Residual",
         "sigma"); ``summary=False`` gives those draws as a dict.
-        ``layout="brms"``: brms's structure, dict factor -> {"sd", "cor",
-        "cov"} plus "residual__" (:func:`bayeslmm.posterior.varcorr.varcorr_brms`).
-        ``layout="lme4"``: lme4's printed Groups / Name / Variance / Std.Dev. /
-        Corr table of posterior means (:func:`bayeslmm.posterior.varcorr.varcorr_lme4`).
+        ``layout="lme4"``: lme4's Groups / Name / Variance / Std.Dev. / Corr
+        table of posterior means, printing as lme4's ``print(VarCorr(fit))``
+        (:func:`bayeslmm.posterior.varcorr.varcorr_lme4`).
         Cost O(S sum_g d_g^2).
         """
         if layout not in ("long", "brms", "lme4"):
-            raise ValueError(f"layout must be 'long', 'brms' or 'lme4'; got {layout!r}.")
+            raise ValueError(f"layout must be 'brms', 'long' or 'lme4'; got {layout!r}.")
         if layout == "brms":
-            return varcorr_brms(self, prob)
+            return varcorr_brms(self, prob, summary=summary)
         if layout == "lme4":
             return varcorr_lme4(self)
         draws = self._group_draws()
@@ -483,13 +486,15 @@ class LMMFit:
 
     # --- effects, marginal means, hypotheses (thin wrappers) ---
     def conditional_effects(self, effects=None, conditions=None, re_formula="NA", prob=0.95,
-                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None):
+                            method="posterior_epred", resolution=100, robust=True, plot=True, random_seed=None,
+                            int_conditions=None, spaghetti=False, ndraws=None):
         """brms ``conditional_effects``; see :func:`bayeslmm.posterior.effects.conditional_effects`."""
         from .effects import conditional_effects
 
         return conditional_effects(self, effects=effects, conditions=conditions, re_formula=re_formula, prob=prob,
                                    method=method, resolution=resolution, robust=robust, plot=plot,
-                                   random_seed=random_seed)
+                                   random_seed=random_seed, int_conditions=int_conditions, spaghetti=spaghetti,
+                                   ndraws=ndraws)
 
     def emmeans(self, specs, by=None, at=None, re_formula="NA", type="response", prob=0.95):
         """Estimated marginal means (emmeans ``emmeans``); see :func:`bayeslmm.posterior.emmeans.emmeans`."""

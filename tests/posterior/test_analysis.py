@@ -114,6 +114,54 @@ def test_varcorr_brms_and_lme4_by_hand(fit):
         fit.varcorr(layout="wide")
 
 
+def test_varcorr_default_is_brms_and_its_draws(fit):
+    post = fit.posterior
+    sd = _flat(post["sd_subj"])
+    rho = _flat(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond"))
+    default = fit.varcorr()
+    assert set(default) == {"subj", "item", "residual__"}
+    pd.testing.assert_frame_equal(default["subj"]["cov"], fit.varcorr(layout="brms")["subj"]["cov"])
+    draws = fit.varcorr(summary=False)
+    np.testing.assert_allclose(draws["subj"]["sd"], sd)
+    np.testing.assert_allclose(draws["subj"]["cor"][:, 1, 0], rho)
+    np.testing.assert_allclose(draws["subj"]["cov"][:, 0, 1], sd[:, 0] * sd[:, 1] * rho)
+    np.testing.assert_allclose(draws["residual__"]["sd"][:, 0], _flat(post["sigma"]))
+    assert draws["item"]["sd"].shape == (sd.shape[0], 1) and set(draws["item"]) == {"sd"}
+
+
+def test_varcorr_lme4_prints_as_lme4(fit):
+    wide = fit.varcorr(layout="lme4")
+    lines = str(wide).splitlines()
+    assert repr(wide) == str(wide)
+    header = lines[0]
+    assert header.split() == ["Groups", "Name", "Variance", "Std.Dev.", "Corr"] and header.startswith(" Groups")
+    # columns left-aligned under their names; numbers of a column share their decimals (R's format)
+    start = {c: header.index(c) for c in ("Name", "Variance", "Std.Dev.")}
+    for line, (_, row) in zip(lines[1:], wide.iterrows()):
+        if row["Name"]:
+            assert line[start["Name"]:].startswith(row["Name"])
+        assert line[start["Variance"]:].split()[0] == line[start["Variance"]:start["Std.Dev."]].strip()
+    var_txt = [ln[start["Variance"]:start["Std.Dev."]].strip() for ln in lines[1:]]
+    decimals = {len(t.split(".")[1]) for t in var_txt}
+    assert len(decimals) == 1
+    d = decimals.pop()
+    np.testing.assert_allclose([float(t) for t in var_txt], wide["Variance"].round(d), atol=10.0 ** -d)
+    assert lines[2].split()[-1] == wide.loc[1, "Corr"] and lines[-1].split()[0] == "Residual"
+    rounded = wide.round(2)  # a derived table prints the same way, with its own numbers
+    assert type(rounded) is type(wide) and str(rounded).splitlines()[0] == header
+    assert float(str(rounded).splitlines()[-1].split()[1]) == pytest.approx(round(wide.iloc[-1]["Variance"], 2))
+    assert type(pd.DataFrame(wide)) is pd.DataFrame
+
+
+def test_r_format_matches_lme4_sleepstudy_print():
+    """lme4's sleepstudy print: Variance 612.10 / 35.07 / 654.94, Std.Dev. 24.741 / 5.922 / 25.592."""
+    from bayeslmm.posterior.varcorr import _r_format
+
+    sd = np.array([24.7407, 5.9221, 25.5918])
+    assert [t.strip() for t in _r_format(sd ** 2, 4)] == ["612.10", "35.07", "654.94"]
+    assert [t.strip() for t in _r_format(sd, 4)] == ["24.741", "5.922", "25.592"]
+
+
 @pytest.mark.parametrize("new, expected", [
     (". ~ . + x", "y ~ cond + (cond | subj) + (1 | item) + x"),
     (". ~ . - (1 | item)", "y ~ cond + (cond | subj)"),
@@ -198,6 +246,20 @@ def test_kfold_by_group_holds_out_whole_levels(reduced, data):
     assert np.isfinite(kg.pointwise).all()
     for k, ll in enumerate(kg.heldout_ll):
         np.testing.assert_allclose(kg.pointwise[kg.folds == k], logsumexp(ll, axis=0) - np.log(ll.shape[0]))
+        # A held-out subject is a new level with its effect drawn from N(0, Sigma_s) per draw (brms
+        # sample_new_levels="gaussian"): averaged over that draw, p(y_i | draw s) is the normal density
+        # with variance z' Sigma_s z + sigma_s^2, which the mean over draws must match within its Monte Carlo error.
+        fk = kg.fits[k]
+        held = data[kg.folds == k]
+        c = held["cond"].to_numpy()
+        fe, sd, sig = _flat(fk.posterior["fixef"]), _flat(fk.posterior["sd_subj"]), _flat(fk.posterior["sigma"])
+        rho = _flat(fk.posterior["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond"))
+        var = (sd[:, [0]] ** 2 + 2 * rho[:, None] * sd[:, [0]] * sd[:, [1]] * c + sd[:, [1]] ** 2 * c ** 2
+               + sig[:, None] ** 2)
+        exact = stats.norm.pdf(held["y"].to_numpy(), fe[:, [0]] + fe[:, [1]] * c, np.sqrt(var)).mean(0)
+        p = np.exp(ll)
+        mc_se = p.std(0, ddof=1) / np.sqrt(p.shape[0])
+        assert np.all(np.abs(p.mean(0) - exact) < 5 * mc_se + 1e-12)
     with pytest.raises(ValueError, match="neither a grouping factor"):
         reduced.kfold(K=2, group="nope")
     with pytest.raises(ValueError, match="one fold per row"):

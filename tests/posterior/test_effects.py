@@ -89,6 +89,76 @@ def test_numeric_by_factor_gives_a_curve_per_level(gaussian_fit):
     assert ax.get_legend().get_title().get_text() == "cond"
 
 
+def test_int_conditions_set_the_moderator_values(gaussian_fit):
+    fit = gaussian_fit
+    beta = _beta(fit)
+    x = _data(fit)["x"]
+    default = fit.conditional_effects("cond:x", plot=False)["cond:x"]
+    # brms's default for a numeric moderator: mean - SD, mean, mean + SD
+    assert np.allclose(sorted(default["x"].unique()), [x.mean() - x.std(), x.mean(), x.mean() + x.std()])
+    ce = fit.conditional_effects(["cond:x", "x:cond"], int_conditions={"x": [-1, 0, 2.5], "cond": ["b"]},
+                                 resolution=4)
+    df = ce["cond:x"]
+    assert sorted(df["x"].unique()) == [-1, 0, 2.5] and len(df) == 6
+    for _, r in df.iterrows():
+        draws = beta @ _row(fit, r["x"], r["cond"])
+        assert np.allclose([r["estimate__"], r["se__"], r["lower__"], r["upper__"]], _brms_summary(draws))
+    assert (ce["x:cond"]["cond"] == "b").all() and len(ce["x:cond"]) == 4
+    ax = ce.figures["cond:x"].axes[0]
+    assert ax.get_xlabel() == "cond" and ax.get_legend().get_title().get_text() == "x"
+    # the largest moderator value first, as brms's legend
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["2.5", "0", "-1"]
+    # the same rows through predict() on the same grid and draws
+    grid = df[["x", "cond", "g"]].reset_index(drop=True)
+    pred = fit.fitted(grid, re_formula="NA", summary=False)
+    assert np.allclose(df["estimate__"].to_numpy(), np.median(pred, axis=0))
+
+
+def test_spaghetti_keeps_individual_draws(gaussian_fit):
+    fit = gaussian_fit
+    beta = _beta(fit)
+    ce = fit.conditional_effects("x:cond", resolution=5, spaghetti=True, ndraws=7, random_seed=3)
+    sp = ce.spaghetti["x:cond"]
+    assert len(sp) == 7 * 10 and sp["sample__"].nunique() == 7
+    for _, r in sp.sample(6, random_state=0).iterrows():
+        assert np.isclose(r["estimate__"], beta[int(r["sample__"])] @ _row(fit, r["x"], r["cond"]))
+    ax = ce.figures["x:cond"].axes[0]
+    assert len(ax.collections) == 0  # lines of draws instead of bands
+    assert len(ax.get_lines()) == 2 * 7 + 2 and ax.get_xlabel() == "x"
+    assert not fit.conditional_effects("cond", spaghetti=True, plot=False).spaghetti  # brms: numeric only
+
+
+def test_numeric_by_numeric_interaction(tmp_path):
+    """x:z with z at brms's mean - SD, mean, mean + SD: each curve is fitted() on the same grid and draws."""
+    import warnings
+
+    from bayeslmm import BayesLMM
+
+    rng = np.random.default_rng(7)
+    n = 120
+    df = pd.DataFrame({"x": rng.normal(0, 1, n), "z": rng.normal(2, 0.5, n), "subj": np.arange(n) % 8})
+    df["y"] = 1 + 0.5 * df.x - 0.3 * df.z + 0.8 * df.x * df.z + rng.normal(0, 0.5, n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence notes at 150 draws are not under test here
+        fit = BayesLMM("y ~ x * z + (1 | subj)", df).fit(chains=1, draws=150, tune=150, random_seed=2,
+                                                         progressbar=False)
+    ce = fit.conditional_effects("x:z", resolution=9)
+    out = ce["x:z"]
+    z = df["z"]
+    assert np.allclose(sorted(out["z"].unique()), [z.mean() - z.std(), z.mean(), z.mean() + z.std()])
+    pred = fit.fitted(out[["x", "z"]].reset_index(drop=True), re_formula="NA", summary=False)
+    assert np.allclose(out["estimate__"], np.median(pred, axis=0))
+    assert np.allclose(out["lower__"], np.quantile(pred, 0.025, axis=0))
+    ax = ce.figures["x:z"].axes[0]
+    assert ax.get_xlabel() == "x" and ax.get_ylabel() == "y" and ax.get_legend().get_title().get_text() == "z"
+    assert len(ax.get_lines()) == 3
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"{v:.3g}" for v in sorted(out["z"].unique(), reverse=True)]
+    path = tmp_path / "ce_xz.png"
+    ce.figures["x:z"].savefig(path, dpi=80)
+    assert path.stat().st_size > 5000
+
+
 def test_default_effects_are_main_effects_then_interactions(gaussian_fit):
     ce = gaussian_fit.conditional_effects()
     assert list(ce) == ["x", "cond", "g", "cond:g"]
@@ -172,6 +242,12 @@ def test_png_written(gaussian_fit, tmp_path):
     ({"method": "fitted"}, ValueError, "'fitted'"),
     ({"prob": 1.5}, ValueError, "prob"),
     ({"re_formula": "~ (1 | item)"}, ValueError, "'item'"),
+    ({"int_conditions": {"zz": [1]}}, ValueError, "'zz'"),
+    ({"int_conditions": {"cond": ["c"]}}, ValueError, r"\['c'\]"),
+    ({"int_conditions": {"x": ["low"]}}, TypeError, "'x'"),
+    ({"int_conditions": {"x": []}}, ValueError, "empty"),
+    ({"int_conditions": [1, 2]}, TypeError, "int_conditions"),
+    ({"ndraws": 0}, ValueError, "ndraws"),
 ])
 def test_bad_arguments(gaussian_fit, kwargs, err, text):
     with pytest.raises(err, match=text):
@@ -272,7 +348,10 @@ def test_no_warnings_on_a_correct_fit(gaussian_fit):
         gaussian_fit.conditional_effects("x", re_formula=None, method="posterior_predict", plot=False)
         gaussian_fit.emmeans("cond", by="g")
         gaussian_fit.contrasts(["cond", "g"])
-        gaussian_fit.hypothesis(["x > 0", "x = 0"])
+        # a point inside the posterior's range (0 is not, and would warn that its density is extrapolated)
+        x0 = float(np.median(gaussian_fit.posterior["fixef"].sel(fixef_term="x")))
+        gaussian_fit.hypothesis(["x > 0", f"x = {x0}"])
+        gaussian_fit.conditional_effects("x:cond", int_conditions={"cond": ["b"]}, spaghetti=True, ndraws=5)
 
 
 def test_grid_rules_without_a_fit():

@@ -78,7 +78,7 @@ def test_tables(fitted):
     assert set(fit.fixef().index) == {"Intercept", "x"}
     assert fit.ranef()  # one table per factor
     assert len(fit.coef()) == 1
-    vc = fit.varcorr()
+    vc = fit.varcorr(layout="long")
     assert (("Residual", "sigma") in vc.index) == (name in ("student", "gaussian"))
     if name in ("negbinomial", "student"):
         assert ("shape" if name == "negbinomial" else "nu") in text

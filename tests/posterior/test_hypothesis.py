@@ -50,7 +50,8 @@ def test_point_hypothesis_is_savage_dickey(gaussian_fit):
     post = _b(fit.posterior, "cond[b]") - _b(fit.posterior, "g[v]")
     prior = _b(fit.idata.prior, "cond[b]") - _b(fit.idata.prior, "g[v]")
     assert prior.size == fit.posterior.sizes["chain"] * fit.posterior.sizes["draw"]
-    r = fit.hypothesis("cond[b] = g[v]").iloc[0]
+    with pytest.warns(UserWarning, match="'cond\\[b\\] = g\\[v\\]' \\(0 outside the posterior draws\\)"):
+        r = fit.hypothesis("cond[b] = g[v]").iloc[0]  # the two effects differ clearly: 0 is in no draw
     assert r["Hypothesis"] == "(cond[b])-(g[v]) = 0"
     ratio = _kde0(post) / _kde0(prior)
     assert np.isclose(r["Evid.Ratio"], ratio, rtol=1e-10)
@@ -59,7 +60,8 @@ def test_point_hypothesis_is_savage_dickey(gaussian_fit):
 
 
 def test_brms_spelling_and_several(gaussian_fit):
-    h = gaussian_fit.hypothesis(["condb > 0", "cond[b] > 0", "2 * x - exp(condb:gv) = 0"])
+    with pytest.warns(UserWarning, match="extrapolates"):
+        h = gaussian_fit.hypothesis(["condb > 0", "cond[b] > 0", "2 * x - exp(condb:gv) = 0"])
     assert len(h) == 3
     assert np.isclose(h["Estimate"][0], h["Estimate"][1])
     post = gaussian_fit.posterior
@@ -78,7 +80,9 @@ def test_class_and_group(gaussian_fit):
     d = sd ** 2 / (sd ** 2 + sigma ** 2) - 0.5
     assert np.isclose(icc["Estimate"], np.median(d))
     assert np.isclose(icc["Est.Error"], 1.4826 * np.median(np.abs(d - np.median(d))))
-    r2 = gaussian_fit.hypothesis("subj__Intercept = 0", class_="sd").iloc[0]
+    # an SD is positive: 0 is below every posterior and prior draw, where the KDE is only its tail
+    with pytest.warns(UserWarning, match="0 outside the posterior and prior draws"):
+        r2 = gaussian_fit.hypothesis("subj__Intercept = 0", class_="sd").iloc[0]
     prior_sd = np.asarray(gaussian_fit.idata.prior["sd_subj"].sel(subj__effect="Intercept")).reshape(-1)
     assert np.isclose(r2["Evid.Ratio"], _kde0(sd) / _kde0(prior_sd))
 
@@ -98,8 +102,10 @@ def test_prior_density_matches_the_analytic_prior(gaussian_fit):
 def test_saved_fit_keeps_prior_draws(gaussian_fit, tmp_path):
     path = gaussian_fit.save(tmp_path / "fit.nc")
     loaded = bayeslmm.load(path)
-    a = gaussian_fit.hypothesis("x = 0")
-    b = loaded.hypothesis("x = 0")
+    with pytest.warns(UserWarning, match="extrapolates"):
+        a = gaussian_fit.hypothesis("x = 0")
+    with pytest.warns(UserWarning, match="extrapolates"):
+        b = loaded.hypothesis("x = 0")
     assert np.isclose(a["Evid.Ratio"][0], b["Evid.Ratio"][0]) and np.isfinite(a["Evid.Ratio"][0])
 
 
@@ -108,6 +114,29 @@ def test_point_hypothesis_without_prior_draws_warns(bernoulli_fit):
         r = bernoulli_fit.hypothesis(["x = 0", "x > 0"])
     assert np.isnan(r["Evid.Ratio"][0]) and np.isnan(r["Post.Prob"][0])
     assert np.isclose(r["Post.Prob"][1], np.mean(_b(bernoulli_fit.posterior, "x") > 0))
+
+
+def test_extrapolated_point_density_warns_once_at_the_call_site(gaussian_fit):
+    from bayeslmm.posterior.hypothesis import hypothesis
+
+    x = _b(gaussian_fit.posterior, "x")
+    far = float(x.max() + 10 * x.std())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a point inside both ranges: no warning
+        inside = gaussian_fit.hypothesis(f"x = {float(np.median(x))}")
+    assert np.isfinite(inside["Evid.Ratio"][0])
+    for call in (lambda h: gaussian_fit.hypothesis(h), lambda h: hypothesis(gaussian_fit, h)):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            r = call([f"x = {far}", f"x = {float(np.median(x))}", f"x > {far}"])
+        assert len(rec) == 1, [str(w.message) for w in rec]
+        msg = str(rec[0].message)
+        assert f"'x = {far}' (0 outside the posterior draws)" in msg and "extrapolates" in msg
+        assert str(np.median(x)) not in msg
+        assert rec[0].filename == __file__
+    # the value is still the ratio of the two kernel densities at 0
+    prior = _b(gaussian_fit.idata.prior, "x")
+    assert np.isclose(r["Evid.Ratio"][0], _kde0(x - far) / _kde0(prior - far))
 
 
 @pytest.mark.parametrize("kwargs, err, text", [

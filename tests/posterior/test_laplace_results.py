@@ -105,7 +105,7 @@ def test_plan_tables_and_warning(fitted):
     np.testing.assert_allclose(coef[("Intercept", "Estimate")].to_numpy(),
                                fit.fixef().loc["Intercept", "Estimate"]
                                + fit.ranef()["g"][("Intercept", "Estimate")].to_numpy(), atol=1e-8)
-    vc = fit.varcorr()
+    vc = fit.varcorr(layout="long")
     assert ("g", "sd(Intercept)") in vc.index and not any(g == "Residual" for g, _ in vc.index)
 
 

@@ -93,7 +93,7 @@ def test_accessors(fit):
     np.testing.assert_allclose(c["subj"]["cond"]["Q97.5"], np.quantile(ex, 0.975, axis=0))
     np.testing.assert_allclose(c["item"]["Intercept"]["Estimate"],
                                (draws + np.asarray(post["fixef"].sel(fixef_term="Intercept")).reshape(-1, 1)).mean(0))
-    vc = fit.varcorr()
+    vc = fit.varcorr(layout="long")
     assert vc.loc[("Residual", "sigma"), "Estimate"] == pytest.approx(float(post["sigma"].mean()))
     assert vc.loc[("subj", "cor(Intercept,cond)"), "Estimate"] == pytest.approx(
         float(post["cor_subj"].sel(subj__effect="Intercept", subj__effect_bis="cond").mean()))
