@@ -16,7 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each case starts a Python process that fits a model.
 pytestmark = pytest.mark.slow
 
-FIT = textwrap.dedent("""
+# A shell that starts a job in the background without job control (``cmd &`` in a script, nohup)
+# starts it with SIGINT ignored, and every process it starts inherits that; Python then installs no
+# KeyboardInterrupt handler. Each child here first takes the disposition a terminal session has.
+AS_IN_A_TERMINAL = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+FIT = AS_IN_A_TERMINAL + textwrap.dedent("""
     import sys, numpy as np, pandas as pd
     import bayeslmm
     rng = np.random.default_rng(0)
@@ -60,7 +65,7 @@ def test_sigint_stops_fit(delay):
     assert "FATAL" not in err and "terminate called" not in err, err[-2000:]
 
 
-SAVE = textwrap.dedent("""
+SAVE = AS_IN_A_TERMINAL + textwrap.dedent("""
     import sys, numpy as np, pandas as pd
     import bayeslmm
     rng = np.random.default_rng(1)
@@ -92,7 +97,15 @@ def test_interrupted_save_keeps_old_file(tmp_path, sig):
     assert fit.posterior.sizes["draw"] == 200
 
 
-def test_interrupt_swallowed_by_a_callback_is_raised_at_the_next_check():
+@pytest.fixture
+def terminal_sigint():
+    """Python's default SIGINT handler for the test (see AS_IN_A_TERMINAL), the inherited one restored after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_swallowed_by_a_callback_is_raised_at_the_next_check(terminal_sigint):
     """A SIGINT whose KeyboardInterrupt a callback ignored still stops the fit at the next wait or stage."""
     import signal as sg
 

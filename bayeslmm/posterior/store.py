@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..sampling.interrupt import check_interrupt, interrupt_guard
+
 __all__ = ["save", "read"]
 
 FORMAT_VERSION = 1
@@ -119,15 +121,19 @@ def save(fit, path) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    try:
-        fit.idata.to_netcdf(tmp, engine=_ENGINE)
-        _design_dataset(fit).to_netcdf(tmp, mode="a", group=_DESIGN, engine=_ENGINE)
-        _fixed_dataset(fit).to_netcdf(tmp, mode="a", group=_FIXED, engine=_ENGINE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # A Ctrl-C that lands in a callback during the write (h5py's weakref finalizers) is swallowed by
+    # CPython; the guard remembers it, and the save ends with KeyboardInterrupt instead of going on.
+    with interrupt_guard():
+        try:
+            fit.idata.to_netcdf(tmp, engine=_ENGINE)
+            _design_dataset(fit).to_netcdf(tmp, mode="a", group=_DESIGN, engine=_ENGINE)
+            _fixed_dataset(fit).to_netcdf(tmp, mode="a", group=_FIXED, engine=_ENGINE)
+            check_interrupt()
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     return path
 
 

@@ -102,3 +102,32 @@ def test_resave_overwrites(loaded, tmp_path):
     loaded.save(path)
     again = bayeslmm.load(path)
     pd.testing.assert_frame_equal(again.fixef(), loaded.fixef())
+
+
+def test_interrupt_swallowed_during_save_stops_it_and_keeps_the_old_file(fit, tmp_path, monkeypatch):
+    """A SIGINT whose KeyboardInterrupt a callback swallowed (as h5py's finalizers do) still ends the save."""
+    import signal
+
+    from bayeslmm.posterior import store
+
+    target = tmp_path / "fit.nc"
+    fit.save(target)
+    before = target.read_bytes()
+    real = store._design_dataset
+
+    def swallowing(f):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        return real(f)
+
+    monkeypatch.setattr(store, "_design_dataset", swallowing)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal session
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit.save(target)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
