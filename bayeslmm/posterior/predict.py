@@ -226,22 +226,46 @@ def _chol_cov(post, blk, sl) -> np.ndarray:
     return sd[:, :, None] * R
 
 
-def _draws_for(post, part, sl, rng) -> np.ndarray:
-    """Group effects (S, n_levels + n_new, d): the posterior's, then fresh N(0, Sigma_g) draws for new levels."""
+SAMPLE_NEW_LEVELS = ("gaussian", "uncertainty", "old_levels")
+
+
+def new_level_effects(r: np.ndarray, L: np.ndarray | None, n_new: int, rule: str, rng) -> np.ndarray:
+    """Effects (S, n_new, d) of levels unseen in training, by brms's ``sample_new_levels`` rule.
+
+    ``r`` (S, n_levels, d) holds the trained levels' draws, ``L`` (S, d, d)
+    the Cholesky factor of Sigma_g per draw (used by "gaussian" only).
+    "gaussian": per draw, N(0, Sigma_g); "uncertainty": per draw and new
+    level, the draw of a trained level chosen at random (a different one per
+    draw); "old_levels": each new level takes every draw of one trained
+    level chosen at random. Cost O(S n_new d^2).
+    """
+    S, n_old, d = r.shape
+    if rule == "gaussian":
+        z = rng.standard_normal((S, n_new, d))
+        return np.einsum("snk,sdk->snd", z, L)
+    if rule == "uncertainty":
+        pick = rng.integers(0, n_old, size=(S, n_new))
+        return np.take_along_axis(r, pick[:, :, None], axis=1)
+    return r[:, rng.integers(0, n_old, size=n_new), :]
+
+
+def _draws_for(post, part, sl, rng, sample_new_levels="gaussian") -> np.ndarray:
+    """Group effects (S, n_levels + n_new, d): the posterior's, then new levels' by ``sample_new_levels``."""
     blk = part.block
     r = stack_draws(post[f"r_{blk.name}"])[sl]
     if not part.n_new:
         return r
-    L = _chol_cov(post, blk, sl)
-    z = rng.standard_normal((r.shape[0], part.n_new, blk.dim))
-    return np.concatenate([r, np.einsum("snk,sdk->snd", z, L)], axis=1)
+    L = _chol_cov(post, blk, sl) if sample_new_levels == "gaussian" else None
+    return np.concatenate([r, new_level_effects(r, L, part.n_new, sample_new_levels, rng)], axis=1)
 
 
-def linear_predictor(posterior, rows: PredictionRows, sl=slice(None), rng=None) -> np.ndarray:
+def linear_predictor(posterior, rows: PredictionRows, sl=slice(None), rng=None,
+                     sample_new_levels="gaussian") -> np.ndarray:
     """``eta = X beta + sum_g Z_g r_g`` for the draws in ``sl`` of the flattened (chain * draw) posterior: (S, n).
 
     ``rng`` draws the effects of new levels (needed only if ``rows`` has
-    some). Cost O(S n (p + sum_g d_g)).
+    some), by brms's ``sample_new_levels`` rule (:func:`new_level_effects`).
+    Cost O(S n (p + sum_g d_g)).
     """
     n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
     S = len(range(n_draws)[sl])
@@ -250,7 +274,7 @@ def linear_predictor(posterior, rows: PredictionRows, sl=slice(None), rng=None) 
     else:
         eta = np.zeros((S, rows.n))
     for part in rows.parts:
-        r = _draws_for(posterior, part, sl, rng)
+        r = _draws_for(posterior, part, sl, rng, sample_new_levels)
         for e in part.effects:
             eta += part.block.values[:, e] * r[:, part.block.group_index, e]
     return eta
@@ -276,9 +300,8 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
         Population-level terms in ``re_formula`` are ignored, as in brms.
     allow_new_levels : bool
         If False, levels of ``newdata`` unseen in training raise
-        ``ValueError``. If True, each new level gets, per posterior draw, an
-        effect drawn from N(0, Sigma_g), Sigma_g = diag(sd) cor diag(sd)
-        (brms ``sample_new_levels = "gaussian"``).
+        ``ValueError``. If True, new levels get effects by the
+        ``sample_new_levels`` rule.
     kind : {"mean", "response", "link"}
         ``"mean"``: expected response (``exp(eta + sigma^2/2)`` for
         lognormal, the inverse link of eta for GLMM families, times the
@@ -286,7 +309,12 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
         observations, on the response's original scale; ``"link"``: the
         linear predictor eta (offsets included) on the link (for
         gaussian/lognormal the model) scale.
-    sample_new_levels : {"gaussian"}
+    sample_new_levels : {"gaussian", "uncertainty", "old_levels"}
+        brms's rules for new levels. "gaussian" (the default here): per
+        posterior draw an effect from N(0, Sigma_g), Sigma_g = diag(sd) cor
+        diag(sd). "uncertainty" (brms's default): per draw, the draw of a
+        randomly chosen trained level. "old_levels": all draws of one
+        randomly chosen trained level.
     random_seed : int or numpy.random.Generator, optional
         Seeds new-level effects and response noise; the same seed gives the
         same draws.
@@ -312,21 +340,21 @@ def predict(fit, newdata=None, re_formula=None, allow_new_levels=False, kind="me
         return lazy_predict(fit, newdata, re_formula, kind)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
-    if sample_new_levels != "gaussian":
-        raise ValueError(f"sample_new_levels={sample_new_levels!r} is not supported; only 'gaussian' is.")
+    if not isinstance(sample_new_levels, str) or sample_new_levels not in SAMPLE_NEW_LEVELS:
+        raise ValueError(f"sample_new_levels must be one of {SAMPLE_NEW_LEVELS}, got {sample_new_levels!r}.")
     rng = np.random.default_rng(check_random_seed(random_seed))
     design = fit.design
     rows = prediction_rows(design, newdata, re_formula, allow_new_levels)
     offset, trials = row_offset_trials(design, newdata, need_trials=kind != "link")
-    return draws_for_rows(fit, rows, offset, trials, kind, rng)
+    return draws_for_rows(fit, rows, offset, trials, kind, rng, sample_new_levels)
 
 
-def draws_for_rows(fit, rows, offset, trials, kind, rng) -> np.ndarray:
+def draws_for_rows(fit, rows, offset, trials, kind, rng, sample_new_levels="gaussian") -> np.ndarray:
     """Draws (S, n) of ``kind`` ("link", "mean", "response") for prepared rows, offsets and trials.
 
     Cost O(S n (p + sum_g d_g)).
     """
-    eta = linear_predictor(fit.posterior, rows, rng=rng) + offset
+    eta = linear_predictor(fit.posterior, rows, rng=rng, sample_new_levels=sample_new_levels) + offset
     if kind == "link":
         return eta
     aux = {a: stack_draws(fit.posterior[a])[:, None] for a in fit.design.family.aux}

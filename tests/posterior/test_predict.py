@@ -110,6 +110,35 @@ def test_new_levels_drawn_from_group_distribution(fit, data):
     np.testing.assert_allclose(p[:, 2], _by_hand(fit, two.iloc[[2]])[:, 0])
 
 
+def _subject_effects(fit, newdata):
+    """Per draw, the subject-effect part of eta for ``newdata``: link with subj's effects minus without."""
+    kw = dict(summary=False, newdata=newdata, allow_new_levels=True, kind="link", random_seed=4)
+    return (fit.predict(re_formula="~ (cond | subj)", **kw) - fit.predict(re_formula="NA", **kw))
+
+
+def test_new_levels_by_brms_uncertainty_and_old_levels(fit, data):
+    """brms's other rules: per draw a trained level's draw ("uncertainty"), or one trained level's draws."""
+    levels = sorted(data["subj"].unique())
+    trained = _subject_effects(fit, pd.DataFrame({"cond": 0.5, "subj": levels, "item": "i000"}))  # (S, n_levels)
+    new = pd.DataFrame({"cond": 0.5, "subj": ["newA", "newB", "newA"], "item": "i000"})
+    for rule in ("uncertainty", "old_levels"):
+        kw = dict(summary=False, newdata=new, allow_new_levels=True, kind="link", random_seed=4,
+                  sample_new_levels=rule)
+        u = fit.predict(re_formula="~ (cond | subj)", **kw) - fit.predict(re_formula="NA", **kw)
+        np.testing.assert_array_equal(u[:, 0], u[:, 2])              # rows of one new level share its effect
+        # Which trained level each draw of each new level copies (exactly one matches).
+        match = np.isclose(u[:, :2, None], trained[:, None, :], rtol=0, atol=1e-12)
+        assert (match.sum(axis=2) >= 1).all(), rule
+        source = match.argmax(axis=2)                                  # (S, 2)
+        n_sources = [len(np.unique(source[:, k])) for k in range(2)]
+        if rule == "old_levels":
+            assert n_sources == [1, 1]
+        else:
+            assert min(n_sources) > len(levels) // 2                   # a different level from draw to draw
+            counts = np.bincount(source[:, 0], minlength=len(levels))
+            assert counts.min() > 0.5 * len(source) / len(levels)      # about uniform over the trained levels
+
+
 def test_seeded_reproducible(fit, data):
     new = data.head(5).assign(subj="brand_new")
     kw = dict(newdata=new, allow_new_levels=True, kind="response")
@@ -125,7 +154,7 @@ def test_bad_arguments(fit, data):
     with pytest.raises(ValueError, match="kind must be"):
         fit.predict(summary=False, kind="epred")
     with pytest.raises(ValueError, match="sample_new_levels"):
-        fit.predict(summary=False, kind="mean", sample_new_levels="uncertainty")
+        fit.predict(summary=False, kind="mean", sample_new_levels="random")
     with pytest.raises(TypeError, match="DataFrame"):
         fit.predict(summary=False, kind="mean", newdata=data.to_dict())
 
