@@ -107,6 +107,24 @@ def write_manifest(out_dir, command=None, **extra) -> Path:
     return path
 
 
+def add_to_manifest(out_dir, files, command=None, **extra) -> Path:
+    """Add (or replace) the entry for ``files`` in the ``additions`` of ``out_dir``/manifest.json.
+
+    The entry is :func:`manifest`'s record (commit, date, machine, command,
+    load average) with the file names; an earlier entry naming any of the
+    same files is dropped. Without a manifest there, writes a fresh one.
+    """
+    path = Path(out_dir) / "manifest.json"
+    if not path.exists():
+        return write_manifest(out_dir, command, files=list(files), **extra)
+    doc = json.loads(path.read_text())
+    entry = {"files": list(files), **manifest(command), **extra}
+    keep = [a for a in doc.get("additions", []) if not set(a.get("files", [])) & set(files)]
+    doc["additions"] = keep + [entry]
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
 def write_json(rows, name, out_dir=None, **extra):
     out = Path(out_dir) if out_dir else RESULTS
     out.mkdir(parents=True, exist_ok=True)
