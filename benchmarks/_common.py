@@ -112,12 +112,14 @@ def add_to_manifest(out_dir, files, command=None, **extra) -> Path:
 
     The entry is :func:`manifest`'s record (commit, date, machine, command,
     load average) with the file names; an earlier entry naming any of the
-    same files is dropped. Without a manifest there, writes a fresh one.
+    same files is dropped. Without a manifest there, or when its own
+    record is of these files, writes a fresh one.
     """
     path = Path(out_dir) / "manifest.json"
-    if not path.exists():
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    if not doc or set(doc.get("files", [])) & set(files):
+        # no manifest yet, or the folder's own record is an earlier write of these files
         return write_manifest(out_dir, command, files=list(files), **extra)
-    doc = json.loads(path.read_text())
     entry = {"files": list(files), **manifest(command), **extra}
     keep = [a for a in doc.get("additions", []) if not set(a.get("files", [])) & set(files)]
     doc["additions"] = keep + [entry]

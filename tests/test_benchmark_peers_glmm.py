@@ -160,7 +160,7 @@ def test_glmm_row_carries_gradient_metrics_and_the_table_their_columns(tmp_path)
     res = {"wall_s": 10.0, "sampling_s": 4.0, "min_bulk_ess": 200.0, "max_rhat": 1.01, "divergences": 0,
            "peak_rss_mb": 500.0, "n_grad": 8000.0}
     row = peers.make_row("cbpp", 56, "bambi", "uncorrelated", "non-centred", res, None, 500, 500)
-    row["family"] = "binomial"
+    row.update(family="binomial", intervals={"b[Intercept]": [-1.9, -1.2], "sd[herd,Intercept]": [0.3, 1.2]})
     assert row["ess_per_grad"] == pytest.approx(0.025) and row["grads_per_s"] == pytest.approx(4000.0)
     failed = peers.make_row("cbpp", 56, "brms", "uncorrelated", "non-centred", {"error": "brms: boom"}, None, 500, 500)
     assert "n_grad" not in failed
@@ -168,7 +168,10 @@ def test_glmm_row_carries_gradient_metrics_and_the_table_their_columns(tmp_path)
     peers.write_markdown([row], path, "h", peers.GLMM_MD_COLS)
     header = path.read_text().splitlines()[2]
     assert "grads_per_s" in header and "ess_per_grad" in header
-    assert "| 4000 |" in path.read_text()
+    text = path.read_text()
+    assert "| 4000 |" in text and "| 8000 |" in text
+    assert "95% intervals, cbpp:" in text
+    assert "| bambi | uncorrelated | non-centred | -1.9, -1.2 | 0.3, 1.2 |" in text
 
 
 def test_named_run_adds_its_manifest_entry_and_keeps_the_rest(tmp_path):
@@ -181,4 +184,6 @@ def test_named_run_adds_its_manifest_entry_and_keeps_the_rest(tmp_path):
     assert doc["additions"][-1]["command"] == "python peers.py" and "load_average_1_5_15" in doc["additions"][-1]
     fresh = tmp_path / "new"
     _common.add_to_manifest(fresh, ["a.json"])
-    assert json.loads((fresh / "manifest.json").read_text())["files"] == ["a.json"]
+    _common.add_to_manifest(fresh, ["a.json"])  # a partial write, then the final one: one record
+    doc = json.loads((fresh / "manifest.json").read_text())
+    assert doc["files"] == ["a.json"] and "additions" not in doc
