@@ -8,7 +8,10 @@ SPEC (JSON) and writes RESULT (JSON) with the same keys as the bayeslmm and
 brms runners.
 
 SPEC: data (CSV path), formula (Bambi syntax: its group-specific terms are
-always uncorrelated, so ``(1 + x | g)`` here is lme4's ``(1 + x || g)``),
+always uncorrelated, so ``(1 + x | g)`` here is lme4's ``(1 + x || g)``; a
+binomial response is ``p(successes, trials)``), family (Bambi's name, with its
+default link: gaussian identity, bernoulli and binomial logit, poisson log;
+default "gaussian"),
 groups (grouping columns, read as strings), chains, tune, draws, seed,
 target_accept, and priors: bayeslmm's resolved priors as a list of
 {cls, group, coef, dist, args}, translated here to Bambi priors one to one.
@@ -16,7 +19,8 @@ target_accept, and priors: bayeslmm's resolved priors as a list of
 RESULT: wall_s (bmb.Model(...) + .fit(...)), sampling_s (warmup and sampling
 of the NumPyro run, without the JAX compilation inside it), min_bulk_ess and
 max_rhat over every parameter in the posterior (common terms, group SDs and
-every group-specific effect), divergences, the runner's own peak RSS,
+every group-specific effect), divergences, n_grad (NumPyro's leapfrog steps
+of the post-warm-up draws, all chains), the runner's own peak RSS,
 intervals (95%, canonical names b[x], sd[g,x], sigma), versions.
 """
 
@@ -105,7 +109,7 @@ def main(spec_path, out_path):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = bmb.Model(spec["formula"], data, family="gaussian",
+            model = bmb.Model(spec["formula"], data, family=spec.get("family", "gaussian"),
                               priors=bambi_priors(spec["priors"], bmb), center_predictors=True,
                               noncentered=True)
             idata = model.fit(draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
@@ -127,12 +131,14 @@ def main(spec_path, out_path):
             if a.ndim == 2:
                 iv[c] = [float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))]
         div = idata.sample_stats.get("diverging")
+        steps = idata.sample_stats.get("n_steps")
         run_s, compile_s = sampling_times(rec)
         res = {"wall_s": wall, "sampling_s": run_s - compile_s, "sampler_compile_s": compile_s,
                "pymc_sampling_time": float(post.attrs.get("sampling_time", float("nan"))),
                "min_bulk_ess": float(np.nanmin([np.nanmin(np.asarray(ess[v])) for v in names])),
                "max_rhat": float(np.nanmax([np.nanmax(np.asarray(rhat[v])) for v in names])),
                "divergences": int(np.asarray(div).sum()) if div is not None else 0,
+               "n_grad": float(np.asarray(steps).sum()) if steps is not None else None,
                "intervals": iv, "parameters": names,
                "versions": {"bambi": bmb.__version__, "pymc": _version("pymc"), "numpyro": _version("numpyro"),
                             "formulae": _version("formulae")}}

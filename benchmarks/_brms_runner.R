@@ -3,7 +3,9 @@
 #     Rscript benchmarks/_brms_runner.R SPEC.json RESULT.json
 #
 # SPEC (JSON): data (CSV path), formula (lme4/brms syntax, correlated `|` or
-# uncorrelated `||`), groups (grouping columns, read as factors), chains,
+# uncorrelated `||`; a binomial response as `s | trials(n)`), family (gaussian,
+# bernoulli, binomial or poisson with brms's default links: identity, logit,
+# logit, log; default gaussian), groups (grouping columns, read as factors), chains,
 # tune, draws, seed, target_accept, and priors: bayeslmm's resolved priors as
 # a list of {cls, group, coef, dist, args}, set here as explicit brms priors.
 #
@@ -13,7 +15,8 @@
 # rstan's get_elapsed_time; chains run in parallel), min_bulk_ess and max_rhat
 # (posterior::ess_bulk and posterior::rhat, the same rank-normalised
 # definitions ArviZ uses) over every parameter b_, sd_, cor_, sigma and r_,
-# divergences, the R process's own peak RSS (VmHWM), and 95% intervals of the
+# divergences, n_grad (n_leapfrog__ summed over the post-warm-up draws of every
+# chain), the R process's own peak RSS (VmHWM), and 95% intervals of the
 # fixed effects, SDs and sigma under canonical names (b[x], sd[g,x], sigma).
 
 suppressPackageStartupMessages({
@@ -79,9 +82,12 @@ res <- tryCatch({
   data <- read.csv(spec$data, stringsAsFactors = FALSE)
   for (g in unlist(spec$groups)) data[[g]] <- factor(as.character(data[[g]]))
   priors <- build_priors(spec$priors)
+  fam <- if (is.null(spec$family)) "gaussian" else spec$family
+  family <- switch(fam, gaussian = gaussian(), bernoulli = bernoulli(), binomial = binomial(),
+                   poisson = poisson(), stop("no brms family for ", fam))
   t0 <- Sys.time()
   fit <- suppressWarnings(suppressMessages(brm(
-    as.formula(spec$formula), data = data, family = gaussian(), prior = priors,
+    as.formula(spec$formula), data = data, family = family, prior = priors,
     chains = spec$chains, cores = min(spec$chains, parallel::detectCores()),
     iter = spec$tune + spec$draws, warmup = spec$tune, seed = spec$seed,
     control = list(adapt_delta = spec$target_accept), refresh = 0, silent = 2,
@@ -96,6 +102,7 @@ res <- tryCatch({
   rh <- sapply(keep, function(v) rhat(extract_variable_matrix(draws, v)))
   np <- nuts_params(fit)
   div <- sum(np$Value[np$Parameter == "divergent__"])
+  n_grad <- sum(np$Value[np$Parameter == "n_leapfrog__"])
   iv <- list()
   groups <- unlist(spec$groups)
   for (v in keep) {
@@ -115,7 +122,7 @@ res <- tryCatch({
   }
   list(wall_s = wall, sampling_s = sampling, compile_s = wall - sampling,
        min_bulk_ess = min(ess, na.rm = TRUE), max_rhat = max(rh, na.rm = TRUE),
-       divergences = div, intervals = iv, n_parameters = length(keep),
+       divergences = div, n_grad = n_grad, intervals = iv, n_parameters = length(keep),
        versions = list(brms = as.character(packageVersion("brms")),
                        rstan = as.character(packageVersion("rstan")),
                        R = paste(R.version$major, R.version$minor, sep = ".")))

@@ -88,7 +88,9 @@ def manifest(command=None) -> dict:
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        # results/ left out: a run's own writes (manifest.json among them) are not changes to the code
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                     ".", ":(exclude)benchmarks/results"],
                                     capture_output=True, text=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
@@ -104,6 +106,26 @@ def write_manifest(out_dir, command=None, **extra) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "manifest.json"
     path.write_text(json.dumps({**manifest(command), **extra}, indent=1))
+    return path
+
+
+def add_to_manifest(out_dir, files, command=None, **extra) -> Path:
+    """Add (or replace) the entry for ``files`` in the ``additions`` of ``out_dir``/manifest.json.
+
+    The entry is :func:`manifest`'s record (commit, date, machine, command,
+    load average) with the file names; an earlier entry naming any of the
+    same files is dropped. Without a manifest there, or when its own
+    record is of these files, writes a fresh one.
+    """
+    path = Path(out_dir) / "manifest.json"
+    doc = json.loads(path.read_text()) if path.exists() else {}
+    if not doc or set(doc.get("files", [])) & set(files):
+        # no manifest yet, or the folder's own record is an earlier write of these files
+        return write_manifest(out_dir, command, files=list(files), **extra)
+    entry = {"files": list(files), **manifest(command), **extra}
+    keep = [a for a in doc.get("additions", []) if not set(a.get("files", [])) & set(files)]
+    doc["additions"] = keep + [entry]
+    path.write_text(json.dumps(doc, indent=1))
     return path
 
 

@@ -13,6 +13,21 @@ For every data set the same model is fitted by
 - brms (rstan), correlated model, when ``Rscript -e 'library(brms)'`` works;
   otherwise it is skipped with a notice.
 
+GLMM sets (registry.GLMM: cbpp binomial, grouseticks_poisson, sim_bernoulli
+crossed bernoulli; family and link from bayeslmm.datasets) get other rows:
+bayeslmm marginalize="none" and marginalize="all" with
+approximation="laplace" ("laplace") on the model as written and, where it has
+correlated terms, on the ``||`` model; Bambi on the ``||`` model; brms on the
+model as written. Fixed effects go to every tool as bayeslmm's own design
+columns (factor dummies included) under plain names, a binomial response as
+successes and trials (brms/bayeslmm ``s | trials(n)``, Bambi ``p(s, n)``);
+links are each family's default (logit, log) in every tool. Their rows add
+gradients per second and ESS per gradient (post-warm-up leapfrog steps, see
+``gradient_metrics``) and the markdown a table of 95% intervals per tool.
+
+    python benchmarks/peers.py --datasets cbpp,grouseticks_poisson,sim_bernoulli --tune 500 --draws 500 \\
+        --name peers_glmm
+
 Priors: Bambi and brms get bayeslmm's resolved (data-scaled) default priors
 as explicit priors, so every tool samples the same posterior (Bambi: without
 the correlations). Every fit runs in its own subprocess, so its peak memory is
@@ -34,7 +49,8 @@ InstEval, a dense Schur complement per gradient); they appear as skipped rows.
 
 Writes peers.json (rows), peers.md (table) and peers.png (ESS/s by tool and
 data set) under benchmarks/results/ or --out DIR (peers_quick.* and
-peers_smoke.* for those modes).
+peers_smoke.* for those modes; NAME.* with --name NAME, which adds its entry
+to the folder's manifest.json instead of rewriting it).
 """
 
 from __future__ import annotations
@@ -55,8 +71,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import RESULTS, machine, print_table, write_manifest
-from registry import ALL, REAL, SIMULATED, load  # noqa: F401 - the one data-set registry
+from _common import RESULTS, add_to_manifest, machine, print_table, write_manifest
+from registry import ALL, GLMM, REAL, SIMULATED, family, load  # noqa: F401 - the one data-set registry
 
 from bayeslmm import BayesLMM
 
@@ -82,6 +98,12 @@ COLS = ["dataset", "tool", "model", "plan", "wall_s", "sampling_s", "min_bulk_es
         "divergences", "peak_rss_mb", "covered"]
 MD_COLS = ["dataset", "n_rows", "tool", "model", "plan", "wall_s", "sampling_s", "min_bulk_ess", "ess_per_s",
            "ess_per_sampling_s", "max_rhat", "divergences", "peak_rss_mb", "covered"]
+# GLMM tables add the gradient columns (see make_row)
+GLMM_COLS = COLS[:-2] + ["grads_per_s", "ess_per_grad", "peak_rss_mb", "covered"]
+GLMM_MD_COLS = MD_COLS[:-2] + ["n_grad", "grads_per_s", "ess_per_grad", "peak_rss_mb", "covered"]
+
+# bayeslmm plans of the GLMM rows: exact HMC over every effect, and every factor Laplace-marginalized.
+GLMM_PLANS = {"none": {"plan": "none"}, "laplace": {"plan": "all", "approximation": "laplace"}}
 
 
 # ----------------------------------------------------------------------------- data
@@ -136,6 +158,113 @@ def prepare(name, data, formula, workdir):
     return {"data": str(path), "n_rows": len(df), "groups": groups, "formula": f_cor, "formula_uncorr": f_unc,
             "priors": pri_cor, "priors_uncorr": pri_unc, "has_cor": has_cor,
             "auto": {"correlated": _auto_as(m_cor), "uncorrelated": _auto_as(m_unc)}}
+
+
+TRIALS = "n_trials"
+
+
+def _plain_name(name):
+    """A fixed-effect column name every tool's formula reads: ``period[2]`` -> ``period2``,
+    ``C(YEAR)[96]`` -> ``YEAR96``."""
+    name = re.sub(r"^C\((\w+)\)", r"\1", name)
+    return re.sub(r"\W+", "", name)
+
+
+def glmm_formula(resp, fixed, random, trials=None):
+    """lme4/brms formula text: ``resp [| trials(n)] ~ 1 + a + b + (1 + x | g) ...``.
+
+    ``fixed``: plain column names (the intercept excluded); ``random``:
+    (expr, factor, correlated) triples.
+    """
+    lhs = f"{resp} | trials({trials})" if trials else resp
+    terms = ["1", *fixed] + [f"({e} {'|' if c else '||'} {g})" for e, g, c in random]
+    return f"{lhs} ~ {' + '.join(terms)}"
+
+
+def bambi_glmm_formula(formula):
+    """Bambi's syntax for a GLMM formula: ``s | trials(n) ~`` becomes ``p(s, n) ~``; ``||`` becomes ``|``."""
+    lhs, rhs = formula.split("~", 1)
+    m = re.fullmatch(r"\s*(\w+)\s*\|\s*trials\((\w+)\)\s*", lhs)
+    if m:
+        lhs = f"p({m.group(1)}, {m.group(2)}) "
+    return bambi_formula(f"{lhs}~{rhs}")
+
+
+def prepare_glmm(name, data, formula, family, workdir):
+    """The GLMM counterpart of :func:`prepare`: one CSV and a tool-neutral spec, fixed effects as columns.
+
+    Fixed effects are written as bayeslmm's own design columns (treatment
+    dummies of a factor included) under plain names, so that every tool fits
+    the same coefficients and each gets its prior by the same name; group-level
+    terms must be plain columns. A binomial response is written as successes
+    plus a trials column (brms/bayeslmm ``s | trials(n)``, Bambi ``p(s, n)``).
+    The rewritten model's resolved priors must equal the original's
+    (coefficients renamed), else this stops: otherwise the tools would not
+    sample the posterior of the model as written.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BayesLMM(formula, data, family=family)
+    d = model.design
+    resp = d.spec.response if re.fullmatch(r"[A-Za-z_]\w*", d.spec.response) else "y"
+    names = {f: ("Intercept" if f == "Intercept" else _plain_name(f)) for f in d.fixed_names}
+    groups = [b.name for b in d.blocks]
+    random = []
+    for t in d.spec.random:
+        if len(t.factor) != 1 or t.factor[0] not in data.columns:
+            raise SystemExit(f"{name}: grouping factor {':'.join(t.factor)} is not a plain column; not supported here")
+        random.append((t.expr, t.factor[0], t.correlated))
+    slopes = [x.strip() for e, _, _ in random for x in e.split("+") if x.strip() not in ("0", "1")]
+    bad = [x for x in slopes if x not in data.columns or not pd.api.types.is_numeric_dtype(data[x])]
+    if bad:
+        raise SystemExit(f"{name}: group-level terms {bad} are not numeric columns; not supported here")
+    cols = [v for k, v in names.items() if k != "Intercept"]
+    clash = [v for v in cols if v in (resp, TRIALS, *groups) or cols.count(v) > 1]
+    if clash:
+        raise SystemExit(f"{name}: fixed-effect columns {clash} clash with other columns")
+    # counts as integers: Stan's binomial/poisson/bernoulli take int data
+    df = pd.DataFrame({resp: np.rint(d.y).astype(np.int64)})
+    trials = None
+    if family == "binomial":
+        df[TRIALS] = np.rint(d.trials).astype(np.int64)
+        trials = TRIALS
+    for j, f in enumerate(d.fixed_names):
+        if f != "Intercept":
+            df[names[f]] = d.X[:, j]
+    for x in slopes:
+        df[x] = data[x].to_numpy(dtype=float)
+    for g in groups:
+        df[g] = data[g].astype(str).to_numpy()
+    if "Intercept" not in names:
+        raise SystemExit(f"{name}: a model without an intercept is not supported here")
+    path = Path(workdir) / f"{name}.csv"
+    df.to_csv(path, index=False)
+    f_cor = glmm_formula(resp, cols, random, trials)
+    f_unc = glmm_formula(resp, cols, [(e, g, False) for e, g, _ in random], trials)
+    frame = df.astype({g: str for g in groups})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m_cor = BayesLMM(f_cor, frame, family=family)
+        m_unc = BayesLMM(f_unc, frame, family=family)
+    pri_cor, pri_unc = _priors(m_cor), _priors(m_unc)
+    want = [{**p, "coef": names.get(p["coef"], p["coef"]) if p["cls"] == "b" else p["coef"]}
+            for p in _priors(model)]
+    if not _same_priors(pri_cor, want):
+        raise SystemExit(f"{name}: the rewritten formula {f_cor!r} resolves other default priors than {formula!r}")
+    return {"data": str(path), "n_rows": len(df), "groups": groups, "formula": f_cor, "formula_uncorr": f_unc,
+            "priors": pri_cor, "priors_uncorr": pri_unc, "has_cor": any(p["cls"] == "cor" for p in pri_cor),
+            "family": family, "trials": trials, "coef_names": names, "auto": {}}
+
+
+def _same_priors(a, b, rtol=1e-9):
+    def key(p):
+        return (p["cls"], p["group"] or "", p["coef"] or "")
+
+    if sorted(map(key, a)) != sorted(map(key, b)):
+        return False
+    other = {key(p): p for p in b}
+    return all(p["dist"] == other[key(p)]["dist"] and np.allclose(p["args"], other[key(p)]["args"], rtol=rtol)
+               for p in a)
 
 
 def _auto_as(model):
@@ -295,7 +424,27 @@ def _show(row):
     return {**row, "covered": row.get("covered", "-")}
 
 
-def make_row(dataset, n_rows, tool, model, plan, res, truth):
+def gradient_metrics(ess, n_grad, sampling_s, tune, draws):
+    """ESS per gradient and gradients per sampling second from the post-warm-up leapfrog steps ``n_grad``.
+
+    ``n_grad`` sums the leapfrog steps (one gradient each) of every chain's
+    post-warm-up draws, as each sampler reports them. ``ess_per_grad`` is
+    ``ess / n_grad``. No sampler here times warm-up apart from sampling
+    (brms does, NumPyro does not), so ``grads_per_s`` counts the warm-up
+    iterations at the post-warm-up rate: ``n_grad (tune + draws) / draws``
+    over ``sampling_s``, so that ``ess / sampling_s = grads_per_s *
+    ess_per_grad * draws / (tune + draws)`` holds exactly. {} when
+    ``n_grad`` is missing or not positive.
+    """
+    if n_grad is None or not np.isfinite(n_grad) or n_grad <= 0:
+        return {}
+    out = {"n_grad": float(n_grad), "ess_per_grad": ess / n_grad}
+    if sampling_s and np.isfinite(sampling_s) and sampling_s > 0:
+        out["grads_per_s"] = n_grad * (tune + draws) / draws / sampling_s
+    return out
+
+
+def make_row(dataset, n_rows, tool, model, plan, res, truth, tune=None, draws=None):
     row = {"dataset": dataset, "n_rows": n_rows, "tool": tool, "model": model, "plan": plan}
     if "error" in res:
         row["error"] = res["error"].strip().splitlines()[0] if res["error"].strip() else "error"
@@ -307,6 +456,8 @@ def make_row(dataset, n_rows, tool, model, plan, res, truth):
                 "max_rhat": res["max_rhat"], "divergences": int(res["divergences"]),
                 "peak_rss_mb": res["peak_rss_mb"]})
     row["overhead_s"] = wall - samp  # everything but warmup + sampling: build, compile, recovery
+    if tune and draws:
+        row.update(gradient_metrics(ess, res.get("n_grad"), samp, tune, draws))
     for k in ("sampler_compile_s", "pymc_sampling_time"):  # NumPyro rows: JAX compile inside the run
         if k in res:
             row[k] = res[k]
@@ -314,24 +465,44 @@ def make_row(dataset, n_rows, tool, model, plan, res, truth):
     return row
 
 
-def write_markdown(rows, path, header):
+def _is_glmm(row):
+    return row.get("family", "gaussian") != "gaussian"
+
+
+def write_markdown(rows, path, header, cols=MD_COLS):
     def fmt(v):
         if v is None:
             return ""
         if isinstance(v, float):
             if not np.isfinite(v):
                 return "nan"
-            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+            return f"{v:.3g}" if abs(v) < 1e3 else f"{v:.0f}"
         return str(v)
 
-    lines = [header, "", "| " + " | ".join(MD_COLS) + " |", "|" + "---|" * len(MD_COLS)]
+    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [fmt(r.get(c)) for c in MD_COLS]
+        cells = [fmt(r.get(c)) for c in cols]
         if "error" in r:
             err = r["error"]
-            cells[MD_COLS.index("wall_s")] = err[:80] if err.startswith("skipped") else f"failed: {err[:60]}"
+            cells[cols.index("wall_s")] = err[:80] if err.startswith("skipped") else f"failed: {err[:60]}"
         lines.append("| " + " | ".join(cells) + " |")
+    lines += interval_lines(rows)
     path.write_text("\n".join(lines) + "\n")
+
+
+def interval_lines(rows):
+    """Markdown tables of the 95% intervals of every row that has them, one table per data set."""
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows if r.get("intervals")):
+        rs = [r for r in rows if r["dataset"] == ds and r.get("intervals")]
+        params = list(dict.fromkeys(k for r in rs for k in r["intervals"]))
+        out += ["", f"95% intervals, {ds}:", "", "| tool | model | plan | " + " | ".join(params) + " |",
+                "|" + "---|" * (len(params) + 3)]
+        for r in rs:
+            cells = [f"{r['intervals'][k][0]:.3g}, {r['intervals'][k][1]:.3g}" if k in r["intervals"] else ""
+                     for k in params]
+            out.append(f"| {r['tool']} | {r['model']} | {r['plan']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def series_label(r):
@@ -383,6 +554,63 @@ def plot(rows, path, title):
     return path
 
 
+# ----------------------------------------------------------------------------- GLMM rows
+
+
+def glmm_fits(m, plans, uplans):
+    """The bayeslmm fits of one GLMM set: (model kind, formula, plan token) triples.
+
+    The correlated model under each of ``plans``; where the formula has
+    correlated terms, also the ``||`` model (Bambi's) under each of ``uplans``.
+    """
+    kind = "correlated" if m["has_cor"] else "uncorrelated"
+    fits = [(kind, m["formula"], p) for p in plans]
+    if m["has_cor"]:
+        fits += [("uncorrelated", m["formula_uncorr"], p) for p in uplans]
+    return fits
+
+
+def glmm_rows(name, data, formula, fam, truth, work, tools, plans, uplans, common, bambi_py, rscript, bambi_env,
+              timeout, rows, versions):
+    """Fit one GLMM set with every tool; append its rows to ``rows``.
+
+    bayeslmm: the plans of :data:`GLMM_PLANS`; Bambi: the ``||`` model (its
+    only kind), ``p(s, n)`` for a binomial; brms: the model as written,
+    ``s | trials(n)`` for a binomial. Every tool gets the same family, link
+    (each family's default: logit, log) and bayeslmm's resolved priors.
+    """
+    m = prepare_glmm(name, data, formula, fam, work)
+    print(f"\n== {name} ({fam}): {m['n_rows']} rows; {m['formula']}", flush=True)
+    base = {**common, "data": m["data"], "groups": m["groups"], "family": fam}
+
+    def record(tool, model, plan, res):
+        row = make_row(name, m["n_rows"], tool, model, plan, res, truth, common["tune"], common["draws"])
+        row["family"] = fam
+        if "intervals" in res:
+            row["intervals"] = res["intervals"]  # the accuracy table of the markdown compares them across tools
+        rows.append(row)
+        if "versions" in res:
+            versions[tool] = res["versions"]
+        if "error" not in row:
+            print_table([_show(row)], GLMM_COLS)
+
+    if "bayeslmm" in tools:
+        runner = [sys.executable, str(HERE / "_peers_bayeslmm_runner.py")]
+        for kind, f, p in glmm_fits(m, plans, uplans):
+            res = run_fit(runner, {**base, "formula": f, **GLMM_PLANS[p]}, work, f"{name}-bayeslmm-{kind}-{p}",
+                          timeout)
+            record("bayeslmm", kind, p, res)
+    if bambi_py:
+        spec = {**base, "formula": bambi_glmm_formula(m["formula_uncorr"]), "priors": m["priors_uncorr"]}
+        res = run_fit([bambi_py, str(HERE / "_bambi_runner.py")], spec, work, f"{name}-bambi", timeout, env=bambi_env)
+        record("bambi", "uncorrelated", "non-centred", res)
+    if rscript:
+        kind = "correlated" if m["has_cor"] else "uncorrelated"
+        res = run_fit([rscript, str(HERE / "_brms_runner.R")], {**base, "formula": m["formula"], "priors": m["priors"]},
+                      work, f"{name}-brms-{kind}", timeout)
+        record("brms", kind, "non-centred", res)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -392,8 +620,10 @@ def main():
     ap.add_argument("--smoke", action="store_true", help=f"{','.join(SMOKE)}; 100 tune + 100 draws")
     ap.add_argument("--datasets", default=None, help=f"comma-separated (default: all of {','.join(ALL)})")
     ap.add_argument("--tools", default=",".join(TOOLS))
-    ap.add_argument("--plans", default="none,all,auto", help="bayeslmm plans on the correlated model")
-    ap.add_argument("--uncorr-plans", default="auto", help="bayeslmm plans on the || model ('' for none)")
+    ap.add_argument("--plans", default=None,
+                    help="bayeslmm plans on the correlated model (default none,all,auto; GLMM sets: none,laplace)")
+    ap.add_argument("--uncorr-plans", default=None,
+                    help="bayeslmm plans on the || model ('' for none; default auto; GLMM sets: none,laplace)")
     ap.add_argument("--brms-uncorr", action="store_true", help="also fit the || model with brms")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--tune", type=int, default=None)
@@ -405,6 +635,9 @@ def main():
                     help="dataset:plan pairs of bayeslmm fits not to run, recorded as skipped rows (default: "
                          "%(default)s; '' for none)")
     ap.add_argument("--out", default=None, help="output folder (default benchmarks/results)")
+    ap.add_argument("--name", default="peers",
+                    help="stem of the output files (default peers); another name adds its entry to the folder's "
+                         "manifest.json instead of replacing it")
     ap.add_argument("--combine", default=None, metavar="A.json,B.json",
                     help="write one table and plot from earlier runs' JSON files, fitting nothing")
     args = ap.parse_args()
@@ -422,10 +655,18 @@ def main():
     names = (args.datasets.split(",") if args.datasets
              else SMOKE if args.smoke else QUICK if args.quick else ALL)
     tools = [t for t in args.tools.split(",") if t]
-    plans = [p for p in args.plans.split(",") if p]
-    uplans = [p for p in args.uncorr_plans.split(",") if p]
+
+    def plan_list(arg, default):
+        return [p for p in (default if arg is None else arg).split(",") if p]
+
+    plans, uplans = plan_list(args.plans, "none,all,auto"), plan_list(args.uncorr_plans, "auto")
+    glmm_plans, glmm_uplans = plan_list(args.plans, "none,laplace"), plan_list(args.uncorr_plans, "none,laplace")
+    bad = [p for p in glmm_plans + glmm_uplans if p not in GLMM_PLANS]
+    if bad and any(n in GLMM for n in names):
+        raise SystemExit(f"--plans/--uncorr-plans {bad}: GLMM sets take {', '.join(GLMM_PLANS)}")
     settings = {"mode": mode, "chains": args.chains, "tune": tune, "draws": draws, "seed": args.seed,
-                "target_accept": args.target_accept, "sampler": "NUTS (NumPyro for bayeslmm and Bambi, Stan for brms)"}
+                "target_accept": args.target_accept, "sampler": "NUTS (NumPyro for bayeslmm and Bambi, Stan for brms)",
+                "load_average_1_5_15_start": [round(x, 2) for x in os.getloadavg()]}
     print(f"peers ({mode}): data sets {names}; tools {tools}; chains {args.chains}, tune {tune}, draws {draws}, "
           f"seed {args.seed}", flush=True)
 
@@ -455,13 +696,19 @@ def main():
     with tempfile.TemporaryDirectory(prefix="peers-") as work:
         for name in names:
             data, formula, truth = load(name)
+            fam = family(name)
+            if fam != "gaussian":
+                glmm_rows(name, data, formula, fam, truth, work, tools, glmm_plans, glmm_uplans, common, bambi_py,
+                          rscript, bambi_env, timeout, rows, versions)
+                write_outputs(doc(), out, suffix, args.name, verbose=False)
+                continue
             m = prepare(name, data, formula, work)
             print(f"\n== {name}: {m['n_rows']} rows; {m['formula']}", flush=True)
             n = m["n_rows"]
             base = {**common, "data": m["data"], "groups": m["groups"]}
 
             def record(tool, model, plan, res):
-                row = make_row(name, n, tool, model, plan, res, truth)
+                row = make_row(name, n, tool, model, plan, res, truth, tune, draws)
                 rows.append(row)
                 if "versions" in res:
                     versions[tool] = res["versions"]
@@ -506,32 +753,47 @@ def main():
                     res = run_fit([rscript, str(HERE / "_brms_runner.R")], {**base, "formula": f, "priors": pri},
                                   work, f"{name}-brms-{model_kind}", timeout)
                     record("brms", model_kind, "non-centred", res)
-            write_outputs(doc(), out, suffix, verbose=False)  # partial results survive an interrupted run
+            write_outputs(doc(), out, suffix, args.name, verbose=False)  # partial results survive an interrupted run
 
     print()
     good = [r for r in rows if "error" not in r]
     if good:
-        print_table([_show(r) for r in good], COLS)
+        print_table([_show(r) for r in good], GLMM_COLS if any(_is_glmm(r) for r in good) else COLS)
     for r in rows:
         if "error" in r:
             print(f"FAILED: {r['dataset']} {r['tool']} {r['model']} {r['plan']}: {r['error']}")
-    write_outputs(doc(), out, suffix)
+    settings["load_average_1_5_15_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_outputs(doc(), out, suffix, args.name)
     for s in skipped:
         print("NOTICE:", s)
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 
-def write_outputs(doc, out, suffix, verbose=True):
-    """peers<suffix>.json, .md and .png under ``out`` from one result document."""
+def write_outputs(doc, out, suffix, name="peers", verbose=True):
+    """<name><suffix>.json, .md and .png under ``out`` from one result document.
+
+    Under the default name the folder's manifest.json is rewritten; under
+    another name (say, the GLMM run beside the Gaussian one) its entry in
+    the manifest's ``additions`` is added or replaced instead.
+    """
     st, rows = doc["settings"], doc["rows"]
-    jpath = out / f"peers{suffix}.json"
+    jpath = out / f"{name}{suffix}.json"
     jpath.write_text(json.dumps(doc, indent=1, default=float))
-    header = (f"peers ({st['mode']}): {st['chains']} chains, {st['tune']} tune + {st['draws']} draws, "
-              f"seed {st['seed']}; {doc['machine']}; {doc['date']}" + "".join(f"\n\n{s}" for s in doc["skipped"]))
-    mpath = out / f"peers{suffix}.md"
-    write_markdown(rows, mpath, header)
-    ppath = plot(rows, out / f"peers{suffix}.png", f"peers ({st['mode']}): {st['chains']} chains x {st['draws']} draws")
-    write_manifest(out, files=[jpath.name, mpath.name] + ([Path(ppath).name] if ppath else []))
+    load_avg = "".join(f"; load average (1/5/15 min) at {w} {'/'.join(map(str, st[k]))}"
+                       for w, k in (("start", "load_average_1_5_15_start"), ("end", "load_average_1_5_15_end"))
+                       if k in st)
+    header = (f"{name} ({st['mode']}): {st['chains']} chains, {st['tune']} tune + {st['draws']} draws, "
+              f"seed {st['seed']}; {doc['machine']}; {doc['date']}{load_avg}"
+              + "".join(f"\n\n{s}" for s in doc["skipped"]))
+    mpath = out / f"{name}{suffix}.md"
+    write_markdown(rows, mpath, header, GLMM_MD_COLS if any(_is_glmm(r) for r in rows) else MD_COLS)
+    ppath = plot(rows, out / f"{name}{suffix}.png",
+                 f"{name} ({st['mode']}): {st['chains']} chains x {st['draws']} draws")
+    files = [jpath.name, mpath.name] + ([Path(ppath).name] if ppath else [])
+    if name == "peers":
+        write_manifest(out, files=files)
+    else:
+        add_to_manifest(out, files)
     if verbose:
         print("wrote", jpath, mpath, ppath or "(no plot: no successful fit)")
 
