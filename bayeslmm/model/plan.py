@@ -179,24 +179,31 @@ def plan_cost(design, marginalized, info=None) -> float:
     return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized, info)
 
 
-# Below this median count per level (trials for bernoulli/binomial, rows for counts) the Laplace error
-# is near its largest: measured against 100-node quadrature (docs/marginalization.md), bernoulli with
-# 5-10 observations per level is about 0.011 nats per level too low (-0.44 over 40 levels), binomial
-# with 10 trials about 0.011, and only from 50 trials per level does it fall below 0.005.
-_LAPLACE_MIN_PER_LEVEL = 10
+# Below these median counts (trials per level and per effect of the factor for bernoulli/binomial, rows
+# per level for counts) the Laplace error is large. Against 100-node quadrature (docs/marginalization.md) bernoulli
+# with 5-10 trials per level is about 0.011 nats per level too low and still 0.0085 at 20; in posterior
+# terms one intercept with 20 bernoulli trials per level is within 0.05 posterior SDs of exact HMC, but
+# an intercept and a slope sharing 20 trials per level (10 per effect) pull the slope SD down by 0.3-0.6
+# posterior SDs (docs/benchmarks.md, sim_bernoulli). Counts are near-Gaussian sooner: poisson with 5
+# rows per level is within 0.12 posterior SDs; no slope has been measured for them, so their threshold
+# is per level.
+_LAPLACE_MIN_TRIALS_PER_EFFECT = 20
+_LAPLACE_MIN_COUNTS_PER_LEVEL = 10
 
 
 def laplace_accuracy_warning(design, plan) -> str | None:
     """The warning text when a Laplace plan integrates out factors with few observations per level, else None.
 
-    A factor is flagged when the median over its levels of the trials
-    (bernoulli: rows; binomial: the sum of the trials) or, for counts, of the
-    rows falls below ``_LAPLACE_MIN_PER_LEVEL``. Gaussian families are exact
-    and never flagged. Cost O(N) per factor.
+    A factor with d effects is flagged when the median over its levels of
+    the trials (bernoulli: rows; binomial: the sum of the trials) falls
+    below 20 d, or for counts the median of the rows below 10 (the
+    thresholds and their measurements: docs/marginalization.md). Gaussian
+    families are exact and never flagged. Cost O(N) per factor.
     """
     if plan.approximation != "laplace" or design.family.gaussian:
         return None
     fam = design.family.name
+    trials = fam in ("bernoulli", "binomial")
     few = []
     for name in plan.marginalized:
         b = design.block(name)
@@ -206,15 +213,18 @@ def laplace_accuracy_warning(design, plan) -> str | None:
             counts = np.bincount(b.group_index, minlength=b.n_levels)
             what = "trials" if fam == "bernoulli" else "observations"
         med = float(np.median(counts))
-        if med < _LAPLACE_MIN_PER_LEVEL:
-            few.append(f"{name!r} (median {med:g} {what} per level)")
+        if med < (_LAPLACE_MIN_TRIALS_PER_EFFECT * b.dim if trials else _LAPLACE_MIN_COUNTS_PER_LEVEL):
+            effects = f", {b.dim} effects" if trials and b.dim > 1 else ""
+            few.append(f"{name!r} (median {med:g} {what} per level{effects})")
     if not few:
         return None
-    return (f"approximation='laplace' integrates out {', '.join(few)}: with fewer than "
-            f"{_LAPLACE_MIN_PER_LEVEL} per level the Laplace approximation of the {fam} likelihood is biased "
-            "(for bernoulli with 5-10 per level about 0.011 nats per level too low, and the error varies with the "
-            "parameters), which pulls the group-level SDs down. Check the estimates against marginalize='none' "
-            "(exact, every effect sampled); docs/marginalization.md has the measured error.")
+    rule = (f"{_LAPLACE_MIN_TRIALS_PER_EFFECT} trials per level and effect" if trials
+            else f"{_LAPLACE_MIN_COUNTS_PER_LEVEL} observations per level")
+    return (f"approximation='laplace' integrates out {', '.join(few)}: with fewer than {rule} the Laplace "
+            f"approximation of the {fam} likelihood is biased (measured for bernoulli: about 0.01 nats per level "
+            "too low at 5-20 trials per level, and the error varies with the parameters), which pulls the "
+            "group-level SDs down. Check the estimates against marginalize='none' (exact, every effect "
+            "sampled); docs/marginalization.md has the measured error.")
 
 
 def _auto_laplace(design) -> tuple[tuple[str, ...], str]:

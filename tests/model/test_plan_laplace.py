@@ -78,3 +78,23 @@ def test_auto_laplace_can_choose_none():
     want = min([(), ("g",)], key=lambda o: (laplace_grad_seconds(d, o) if o else grad_seconds(d, ()))
                * grads_per_draw_factor(d, o, info))
     assert m.plan("auto", approximation="laplace").marginalized == want
+
+
+@pytest.mark.parametrize("family, y, formula, per, flagged", [
+    ("bernoulli", "yb", "(1 | g)", 20, None),
+    ("bernoulli", "yb", "(1 | g)", 12, "'g' (median 12 trials per level)"),
+    ("bernoulli", "yb", "(1 + x | g)", 20, "'g' (median 20 trials per level, 2 effects)"),
+    ("bernoulli", "yb", "(1 + x | g)", 40, None),
+    ("poisson", "yc", "(1 + x | g)", 12, None),
+    ("poisson", "yc", "(1 | g)", 5, "'g' (median 5 observations per level)"),
+])
+def test_laplace_accuracy_warning_counts_per_level_and_effect(family, y, formula, per, flagged):
+    from bayeslmm.model.plan import laplace_accuracy_warning
+
+    m = BayesLMM(f"{y} ~ x + {formula}", _data(n_levels=20, per=per), family=family)
+    note = laplace_accuracy_warning(m.design, m.plan("all", approximation="laplace"))
+    if flagged is None:
+        assert note is None, note
+    else:
+        assert flagged in note and "marginalize='none'" in note, note
+    assert laplace_accuracy_warning(m.design, m.plan("none")) is None
