@@ -23,7 +23,8 @@ import pandas as pd
 
 from bayeslmm.model.checks import check_bool, check_positive_int, check_probability
 
-from .grid import METHODS, complete_grid, grid_draws, model_variables, response_label, term_variables
+from .grid import (METHODS, complete_grid, grid_draws, model_variables, response_label, term_variables,
+                   training_frame)
 
 __all__ = ["ConditionalEffects", "conditional_effects", "summarise_columns"]
 
@@ -137,8 +138,11 @@ def _second_values(var, int_conditions):
     return [var.mean - var.sd, var.mean, var.mean + var.sd]
 
 
-def _int_conditions(int_conditions, variables) -> dict:
-    """Validated ``int_conditions``: variable -> list of values (floats for numeric, known levels for factors)."""
+def _int_conditions(int_conditions, variables, frame) -> dict:
+    """Validated ``int_conditions``: variable -> list of values (floats for numeric, known levels for factors).
+
+    A callable value is applied to the variable's training values (``frame``'s column), as brms does.
+    """
     if int_conditions is None:
         return {}
     if not isinstance(int_conditions, dict):
@@ -149,6 +153,8 @@ def _int_conditions(int_conditions, variables) -> dict:
         if name not in variables:
             raise ValueError(f"int_conditions names {name!r}, which is not a predictor of the fixed part; they are "
                              f"{list(variables)}.")
+        if callable(vals):
+            vals = vals(frame[name].to_numpy())
         vals = list(np.atleast_1d(np.asarray(vals, dtype=object)))
         if not vals:
             raise ValueError(f"int_conditions[{name!r}] is empty; give at least one value.")
@@ -231,7 +237,9 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
     int_conditions : dict, optional
         brms ``int_conditions``: variable -> values the second variable of an
         interaction takes (numbers for a numeric one, a subset of the levels
-        for a factor), instead of mean - SD, mean, mean + SD / every level.
+        for a factor), instead of mean - SD, mean, mean + SD / every level;
+        or a function of the variable's training values that returns them
+        (``lambda v: np.quantile(v, [0.1, 0.5, 0.9])``).
     spaghetti : bool
         brms ``spaghetti``: also keep ``ndraws`` individual draws of each
         effect with a numeric first variable (``result.spaghetti``) and
@@ -258,7 +266,7 @@ def conditional_effects(fit, effects=None, conditions=None, re_formula="NA", pro
     ndraws = 100 if ndraws is None else check_positive_int(ndraws, "ndraws")
     design = fit.design
     variables = model_variables(design)
-    int_conds = _int_conditions(int_conditions, variables)
+    int_conds = _int_conditions(int_conditions, variables, training_frame(design))
     effs = _parse_effects(design, effects)
     conds = _conditions(conditions)
     tables, kinds, spag = {}, {}, {}

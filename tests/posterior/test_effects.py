@@ -112,6 +112,10 @@ def test_int_conditions_set_the_moderator_values(gaussian_fit):
     grid = df[["x", "cond", "g"]].reset_index(drop=True)
     pred = fit.fitted(grid, re_formula="NA", summary=False)
     assert np.allclose(df["estimate__"].to_numpy(), np.median(pred, axis=0))
+    # A function of the training values, as brms applies it.
+    q = fit.conditional_effects("cond:x", int_conditions={"x": lambda v: np.quantile(v, [0.1, 0.9])},
+                                plot=False)["cond:x"]
+    assert np.allclose(sorted(q["x"].unique()), np.quantile(x, [0.1, 0.9]))
 
 
 def test_spaghetti_keeps_individual_draws(gaussian_fit):
