@@ -13,7 +13,7 @@ blocks, the identity otherwise).
   the outermost one on the model intercept; without nesting, the crossed
   factor with the most centred intercepts is centred on the intercept
   (:func:`_intercept_centred`).
-  The mean gathers ``r[group_index]`` row by row (no dense Z).
+  The mean gathers ``r[:, k][group_index]`` one effect at a time (no dense Z).
 - Marginalized factors do not appear as parameters: the likelihood is the
   exact marginal density from :mod:`bayeslmm.ops`, and their effects are
   drawn afterwards by :mod:`bayeslmm.posterior.recover`. Their SDs are sampled signed,
@@ -227,8 +227,7 @@ def _intercept_centred(design, centring):
     The data see a mostly centred factor's intercepts ``z_j`` (``w_j`` near 1)
     only through ``Intercept + z_j``, so the model intercept and the mean of
     the ``z_j`` trade off along a ridge and the intercept mixes slowly
-    (sim_bernoulli: items with 200 rows each, ``w`` 0.94; docs/benchmarks.md
-    has the ESS). Centred on it, ``z_j ~ N(w_j Intercept, sd^(2 w_j))`` and
+    (docs/benchmarks.md, bench_glmm_speed.py). Centred on it, ``z_j ~ N(w_j Intercept, sd^(2 w_j))`` and
     ``r_j = sd^(1 - w_j) (z_j - w_j Intercept)`` (the same model: a shift of
     ``z`` by a function of the other parameters has unit Jacobian), the data
     see ``z_j`` directly where ``w_j = 1``, as for a nested factor's parent.
@@ -280,9 +279,8 @@ def _row_effects(blk, r):
 
     Gathering whole rows of ``r`` (``r[g]``, N x d) and summing across them
     costs more, value and gradient, than d gathers of columns: the gradient
-    of a row gather is a scatter-add of N x d rows (sim_bernoulli's subject
-    term: about 1.4x per gradient on the CPU). An all-ones column (an
-    intercept) is not multiplied.
+    of a row gather is a scatter-add of N x d rows (docs/benchmarks.md,
+    bench_glmm_speed.py). An all-ones column (an intercept) is not multiplied.
     """
     g = blk.group_index
     out = 0.0

@@ -135,8 +135,8 @@ def restart_iterations(tune: int, curvature_start: bool = True) -> tuple:
     start near 0, where the marginal density is flat in them). NumPyro keeps
     that matrix for the whole initial fast window (75 iterations of a
     1000-iteration warm-up) and the step size then has to fit the worst
-    direction: sim_bernoulli's Laplace plan took trees of 127-1023 leapfrog
-    steps there, against 3-7 after adaptation. After 10 iterations the chain
+    direction, with long trees throughout that window (docs/marginalization.md
+    has a Laplace fit's counts). After 10 iterations the chain
     is usually in the typical set, and the curvature there is the
     posterior's; the second restart (:data:`RESTART_AT`) covers a chain that
     took longer. Only while the initial fast window lasts (NumPyro's
