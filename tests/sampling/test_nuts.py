@@ -203,7 +203,8 @@ def test_drive_restarts_at_chunk_boundaries_and_keeps_the_clock():
     assert sum(n for _, n, _ in seen) == 305
 
 
-def test_restarted_warmup_samples_the_target():
+@pytest.mark.parametrize("chain_method", ["parallel", "vectorized"])
+def test_restarted_warmup_samples_the_target(chain_method):
     """A 2-d target whose curvature at the far start is 1e4 times off: draws after a restarted warm-up
     have the target's moments (x0 ~ N(0, 0.1^2); x1 has a pseudo-Huber density of scale 1)."""
     def logp(z):
@@ -211,7 +212,8 @@ def test_restarted_warmup_samples_the_target():
         return -0.5 * (x0 / 0.1) ** 2 - (jnp.sqrt(1.0 + x1 ** 2) - 1.0)
 
     starts = [np.array([0.05, -0.05]), np.array([80.0, -80.0])]
-    s, stats = chunked.sample_nuts(logp, starts, draws=400, tune=300, chains=2, random_seed=4)
+    s, stats = chunked.sample_nuts(logp, starts, draws=400, tune=300, chains=2, random_seed=4,
+                                   chain_method=chain_method)
     x0, x1 = s[0].ravel(), s[1].ravel()
     assert abs(x0.std() - 0.1) < 0.015 and abs(x0.mean()) < 0.02
     from scipy.integrate import quad
