@@ -1,4 +1,4 @@
-"""GLMM fits (marginalize="none") against lme4's glmer estimates on the shipped data sets.
+"""GLMM fits (marginalize="none", and the Laplace plan) against lme4's glmer estimates on the shipped data sets.
 
 References: :func:`bayeslmm.datasets.lme4_reference` (glmer Laplace fits for
 cbpp, grouseticks with the raw TICKS counts and the simulated crossed
@@ -34,14 +34,32 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_glmm_agrees_with_glmer(name):
-    data_name, formula, family, fixef_map, groups = CASES[name]
-    ref = lme4_reference(name)
+def _fit(name, **kw):
+    data_name, formula, family, _, _ = CASES[name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = BayesLMM(formula, load_dataset(data_name), family=family).fit(
-            draws=300, tune=400, chains=2, random_seed=5, marginalize="none", progressbar=False)
+        return BayesLMM(formula, load_dataset(data_name), family=family).fit(
+            draws=300, tune=400, chains=2, random_seed=5, progressbar=False, **kw)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_glmm_agrees_with_glmer(name):
+    _check_against_glmer(name, _fit(name, marginalize="none"))
+
+
+@pytest.mark.parametrize("name", ["cbpp", "grouseticks_poisson"])
+def test_laplace_plan_agrees_with_glmer(name):
+    """Every factor integrated out by the Laplace approximation, the effects recovered afterwards."""
+    fit = _fit(name, marginalize="all", approximation="laplace")
+    assert fit.plan.approximation == "laplace" and not fit.plan.sampled
+    _check_against_glmer(name, fit)
+    for factor, _ in CASES[name][4]:
+        assert np.isfinite(fit.posterior[f"r_{factor}"].values).all()
+
+
+def _check_against_glmer(name, fit):
+    _, _, family, fixef_map, groups = CASES[name]
+    ref = lme4_reference(name)
     fe = fit.fixef()
     for ours, theirs in fixef_map.items():
         err = abs(fe.loc[ours, "Estimate"] - ref["fixef"][theirs])

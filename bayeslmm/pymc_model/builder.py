@@ -9,8 +9,11 @@ blocks, the identity otherwise).
   their effects are uncorrelated, partially non-centred per level and effect
   (:mod:`bayeslmm.pymc_model.centring`): ``z_jk ~ N(0, sd_k^(2 w_jk))``,
   ``r_jk = sd_k^(1 - w_jk) z_jk``; a factor nested in another sampled one is
-  centred around its parent level's effects (``z_jk ~ N(w_jk r_pk, ...)``).
-  The mean gathers ``r[group_index]`` row by row (no dense Z).
+  centred around its parent level's effects (``z_jk ~ N(w_jk r_pk, ...)``),
+  the outermost one on the model intercept; without nesting, the crossed
+  factor with the most centred intercepts is centred on the intercept
+  (:func:`_intercept_centred`).
+  The mean gathers ``r[:, k][group_index]`` one effect at a time (no dense Z).
 - Marginalized factors do not appear as parameters: the likelihood is the
   exact marginal density from :mod:`bayeslmm.ops`, and their effects are
   drawn afterwards by :mod:`bayeslmm.posterior.recover`. Their SDs are sampled signed,
@@ -218,6 +221,32 @@ def _centring(design, plan, partial_centring):
     return out
 
 
+def _intercept_centred(design, centring):
+    """The sampled factor whose intercepts are centred on the model intercept when no factor is nested in another.
+
+    The data see a mostly centred factor's intercepts ``z_j`` (``w_j`` near 1)
+    only through ``Intercept + z_j``, so the model intercept and the mean of
+    the ``z_j`` trade off along a ridge and the intercept mixes slowly
+    (docs/benchmarks.md, bench_glmm_speed.py). Centred on it, ``z_j ~ N(w_j Intercept, sd^(2 w_j))`` and
+    ``r_j = sd^(1 - w_j) (z_j - w_j Intercept)`` (the same model: a shift of
+    ``z`` by a function of the other parameters has unit Jacobian), the data
+    see ``z_j`` directly where ``w_j = 1``, as for a nested factor's parent.
+    Crossed factors all add to the same intercept, so only one can take it:
+    the one whose intercepts are the most centred (mean weight over levels),
+    if that mean exceeds 1/2; else None. Cost O(sum of levels).
+    """
+    if not design.has_intercept:
+        return None
+    best, best_w = None, 0.5
+    for b in design.blocks:
+        if b.name not in centring or "Intercept" not in b.terms:
+            continue
+        w = float(np.mean(centring[b.name][0][:, list(b.terms).index("Intercept")]))
+        if w > best_w:
+            best, best_w = b.name, w
+    return best
+
+
 def _sampled_effects(blk, L, w, centre=None):
     """Register ``z_<g>`` and ``r_<g>`` (levels x effects) of a sampled factor; return ``r``.
 
@@ -243,6 +272,23 @@ def _sampled_effects(blk, L, w, centre=None):
     scale = pt.exp(w * pt.log(pt.maximum(sd, 1e-300)))
     z = pm.Normal(f"z_{blk.name}", centre, scale, dims=dims)
     return pm.Deterministic(f"r_{blk.name}", (z - centre) * (sd / scale), dims=dims)
+
+
+def _row_effects(blk, r):
+    """Each row's ``sum_k values_ik r_{g(i) k}``, one 1-D gather per effect; O(N d).
+
+    Gathering whole rows of ``r`` (``r[g]``, N x d) and summing across them
+    costs more, value and gradient, than d gathers of columns: the gradient
+    of a row gather is a scatter-add of N x d rows (docs/benchmarks.md,
+    bench_glmm_speed.py). An all-ones column (an intercept) is not multiplied.
+    """
+    g = blk.group_index
+    out = 0.0
+    for k in range(blk.dim):
+        col = blk.values[:, k]
+        term = r[:, k][g]
+        out = out + (term if np.all(col == 1.0) else col * term)
+    return out
 
 
 def _observation_dist(design, eta, aux):
@@ -320,6 +366,7 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
         centring = _centring(design, plan, partial_centring)
         locs = {}
         parent_names = {par[0] for _, par in centring.values() if par is not None}
+        crossed_centre = _intercept_centred(design, centring) if not parent_names else None
         ic = model["Intercept_centered"] if design.has_intercept else None
         # Parents (fewer levels) before the factors nested in them, whose centre they are.
         for blk in sorted(design.blocks, key=lambda b: b.n_levels):
@@ -340,12 +387,13 @@ def build_model(design, priors, plan, md=None, partial_centring=True, signed_sds
                     # The parent's location under each of the child's columns (0 where it has none).
                     cols = [locs[pblk.name][:, of[t]] if t in of else pt.zeros(pblk.n_levels) for t in blk.terms]
                     centre = pt.stack(cols, axis=1)[par[1]]
-            elif par is None and blk.name in parent_names and ic is not None and "Intercept" in blk.terms:
+            elif par is None and (blk.name in parent_names or blk.name == crossed_centre) and ic is not None \
+                    and "Intercept" in blk.terms:
                 centre = pt.stack([ic if t == "Intercept" else pt.zeros(()) for t in blk.terms])[None, :]
             r = _sampled_effects(blk, L, w, centre)
             if blk.name in parent_names:
                 locs[blk.name] = r if centre is None else r + centre
-            offset = offset + (blk.values * r[blk.group_index]).sum(axis=1)
+            offset = offset + _row_effects(blk, r)
         aux = {a: _dist(p.dist, p.args, name=a) for a in design.family.aux
                for p in priors if p.cls == a}
         if not plan.marginalized:

@@ -36,7 +36,7 @@ from .heap import release_freed_memory
 from .interrupt import check_interrupt
 from .mass_matrix import curvature_inverse_mass
 
-__all__ = ["CHUNK", "CHUNK_SECONDS", "STATS", "nuts_kernel", "sample_nuts"]
+__all__ = ["CHUNK", "CHUNK_SECONDS", "RESTART_AT", "STATS", "nuts_kernel", "restart_iterations", "sample_nuts"]
 
 #: Seconds one XLA execution is aimed to last: the memory held during an
 #: execution grows with its length; per-execution costs are a few ms.
@@ -45,6 +45,11 @@ CHUNK_SECONDS = 4.0
 CHUNK = 250
 #: Chunks that lasted this long are followed by a :func:`~bayeslmm.sampling.heap.release_freed_memory`.
 TRIM_SECONDS = 1.0
+
+#: With ``curvature_start``, the warm-up iterations after which each chain's starting inverse mass
+#: matrix and step size are taken again, from the curvature where the chain has got to
+#: (:func:`restart_iterations`).
+RESTART_AT = (10, 25)
 
 #: Sampler statistics recorded per draw, named as PyMC and ArviZ name them.
 STATS = {
@@ -119,6 +124,34 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
                         None, None, tree.num_proposals, accept_prob, mean_accept, tree.diverging, adapt_state, key)
 
     return init, step
+
+
+def restart_iterations(tune: int, curvature_start: bool = True) -> tuple:
+    """The warm-up iterations after which a chain's curvature start is taken again (maybe none).
+
+    The curvature at the jittered start is the curvature far out in the tails,
+    where the chain spends its first few iterations; in a typical-set
+    direction it can be orders of magnitude off (a Laplace plan's signed SDs
+    start near 0, where the marginal density is flat in them). NumPyro keeps
+    that matrix for the whole initial fast window (75 iterations of a
+    1000-iteration warm-up) and the step size then has to fit the worst
+    direction, with long trees throughout that window (docs/marginalization.md
+    has a Laplace fit's counts). After 10 iterations the chain
+    is usually in the typical set, and the curvature there is the
+    posterior's; the second restart (:data:`RESTART_AT`) covers a chain that
+    took longer. Only while the initial fast window lasts (NumPyro's
+    ``init_buffer``, 75 iterations, or 15% of a warm-up shorter than 1000:
+    warm-ups under 200 iterations are left as they are). Cost: one
+    initialisation (the compiled one, reused) per restart and chain.
+    """
+    if not curvature_start or tune < 200:
+        return ()
+    return RESTART_AT
+
+
+def _restarted(init_state, state):
+    """The freshly initialised ``init_state`` carried on at ``state``'s iteration (the adaptation schedule's clock)."""
+    return init_state._replace(i=state.i)
 
 
 def _collect(state):
@@ -224,19 +257,21 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
     keys = jax.random.split(jax.random.PRNGKey(random_seed), chains)
     params = [jnp.asarray(p) for p in initial_points]
     program = _chunk_program(step, min(CHUNK, tune + draws))
+    restart_at = restart_iterations(tune, curvature_start and inverse_mass_matrix is None)
     samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]
     bar = _progress((tune + draws) * chains, chains) if progressbar else None
     try:
         if chain_method == "parallel":
             init_c, run_c = _compile_both(start, program, (keys[0], [p[0] for p in params]), compiler_options)
-            per_chain = _run_chains_apart(init_c, run_c, keys, params, tune, draws, bar, samples)
+            per_chain = _run_chains_apart(init_c, run_c, keys, params, tune, draws, bar, samples, restart_at)
             stats = {k: np.stack([c[k] for c in per_chain]) for k in STATS}
         else:
             init_c, run_c = _compile_both(jax.vmap(start), jax.vmap(program, in_axes=(0, None)), (keys, params),
                                           compiler_options)
             state = init_c(keys, params)
             _check_starts(state, chains)
-            stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples)
+            stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples,
+                           restart=(restart_at, lambda st: _restarted(init_c(st.rng_key, st.z), st)))
     finally:
         if bar is not None:
             bar.close()
@@ -320,13 +355,14 @@ def _take_rows(a, n):
     return np.asarray(a)[:n]
 
 
-def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
+def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None, restart=((), None)):
     """Advance ``state`` by ``tune`` + ``draws`` iterations in chunks; the post-warm-up stats.
 
     ``take(out, n)`` copies the first ``n`` draws of a chunk's buffers to the
     host; ``axis`` is their draw axis. The draws go into ``z_out`` (host
     arrays, ``draws`` long on ``axis``), written in place. Returns None,
-    early, once ``stop`` is set.
+    early, once ``stop`` is set. ``restart``: ``(iterations, fn)``; after each of
+    those iteration counts the state becomes ``fn(state)`` (:func:`restart_iterations`).
     """
     import jax
 
@@ -337,6 +373,9 @@ def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
             return None
         # A chunk never straddles the end of warm-up, so warm-up draws are dropped whole.
         n = min(n_next, CHUNK, tune - done if done < tune else tune + draws - done)
+        upcoming = [r for r in restart[0] if r > done]
+        if upcoming:
+            n = min(n, upcoming[0] - done)
         t0 = time.perf_counter()
         state, (z, st) = run(state, n)
         if done >= tune:
@@ -354,12 +393,14 @@ def _drive(state, run, tune, draws, take, axis, bar, z_out, stop=None):
         # warm-up iterations can take a thousand times longer than late ones.
         n_next = max(1, min(2 * n, int(CHUNK_SECONDS * n / max(time.perf_counter() - t0, 1e-6))))
         done += n
+        if done in restart[0]:
+            state = restart[1](state)
         if bar is not None:
             bar.update(n)
     return {k: np.concatenate([p[k] for p in pieces], axis=axis) for k in STATS}
 
 
-def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
+def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out, restart_at=()):
     """Each chain driven by its own thread, all on the default device: the stats of each chain.
 
     Chain ``c`` writes its draws into ``z[c]`` for each array ``z`` of ``z_out``.
@@ -385,7 +426,8 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out):
             # JAX's float64 setting is per thread.
             with jax.enable_x64(True):
                 out[c] = _drive(start(c), run, tune, draws, _take_rows, 0, bar,
-                                [z[c] for z in z_out], stop)
+                                [z[c] for z in z_out], stop,
+                                (restart_at, lambda st: _restarted(init(st.rng_key, st.z), st)))
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(e)
             stop.set()

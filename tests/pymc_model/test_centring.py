@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from bayeslmm import BayesLMM
-from bayeslmm.pymc_model.builder import build_model
+from bayeslmm.pymc_model.builder import _centring, _intercept_centred, build_model
 from bayeslmm.model.design import ReBlock
 from bayeslmm.model.moments import MIN_LEVELS, moment_sds, variance_components
 from bayeslmm.pymc_model.centring import centring_weights
@@ -96,15 +96,21 @@ def test_same_model_as_non_centred(crossed_uncorrelated):
     blocks = m.design.blocks
     w = dict(zip([b.name for b in blocks], centring_weights(m.design.y, m.design.X, blocks)))
     assert all(0.2 < v.mean() < 1 for v in w.values())  # both factors partially centred
+    # One crossed factor, the one with the most centred intercepts (s: SD 0.6 over 12 rows), is centred
+    # on the model intercept.
+    assert _intercept_centred(m.design, _centring(m.design, plan, True)) == "s"
     lp_pnc, lp_nc = pnc.compile_logp(), nc.compile_logp()
+    names = [b.name for b in blocks]
+    r_of = pnc.compile_fn(pnc.replace_rvs_by_values([pnc[f"r_{n}"] for n in names]), inputs=pnc.value_vars,
+                          on_unused_input="ignore")
     rng = np.random.default_rng(0)
     for _ in range(3):
         pt = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pnc.initial_point().items()}
         q = dict(pt)
         jac = 0.0
-        for b in m.design.blocks:
+        for b, r in zip(blocks, r_of(pt)):
             sd = np.exp(np.array([pt[f"sd_{b.name}__{t}_log__"] for t in b.terms]))
-            r = pt[f"z_{b.name}"] * sd ** (1 - w[b.name])
+            # z -> r is z * sd^(1 - w) shifted by w * Intercept (s) or not (i): the same Jacobian.
             q[f"z_{b.name}"] = r / sd
             # log |dr/dz|: (1 - w) log sd for the partially centred, log sd for the non-centred
             jac += ((1 - w[b.name]) * np.log(sd)).sum() - (np.log(sd) * np.ones_like(r)).sum()
@@ -162,3 +168,38 @@ def test_nested_factor_centred_on_its_parent_same_model():
             q[f"z_{name}"] = r / sd
             jac += ((1 - w[name]) * np.log(sd) * np.ones_like(r)).sum() - np.log(sd) * r.size
         assert lp_pnc(pt) - lp_nc(q) == pytest.approx(jac, rel=1e-9, abs=1e-8)
+
+
+def test_crossed_bernoulli_centred_on_intercept_same_model():
+    """sim_bernoulli, correlated subjects (non-centred) crossed with items (mostly centred, on the intercept):
+    the log-density of (parameters, effects) is the non-centred one's up to the log-Jacobian of z -> r."""
+    from bayeslmm.datasets import load_dataset
+
+    d = load_dataset("sim_bernoulli")
+    d = d[d["subj"].isin(sorted(d["subj"].unique())[:60])]
+    m = BayesLMM("correct ~ 1 + cond + (1 + cond | subj) + (1 | item)", d, family="bernoulli")
+    plan = m.plan("none")
+    cen = _centring(m.design, plan, True)
+    assert set(cen) == {"item"} and cen["item"][0].mean() > 0.5
+    assert _intercept_centred(m.design, cen) == "item"
+    pnc = build_model(m.design, m.priors, plan)
+    nc = build_model(m.design, m.priors, plan, partial_centring=False)
+    # The intercept enters the centred item effects' prior mean: the model is not the non-centred one's graph.
+    from pytensor.graph.traversal import ancestors
+
+    assert pnc["Intercept_centered"] in set(ancestors([pnc["z_item"].owner.inputs[-2]]))
+    w = cen["item"][0]
+    r_of = pnc.compile_fn(pnc.replace_rvs_by_values([pnc["r_item"]]), inputs=pnc.value_vars,
+                          on_unused_input="ignore")
+    r_nc_of = nc.compile_fn(nc.replace_rvs_by_values([nc["r_item"]]), inputs=nc.value_vars, on_unused_input="ignore")
+    lp_pnc, lp_nc = pnc.compile_logp(), nc.compile_logp()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        pt = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in pnc.initial_point().items()}
+        r = r_of(pt)[0]
+        sd = np.exp(pt["sd_item__Intercept_log__"])
+        q = dict(pt, z_item=r / sd)
+        jac = ((1 - w) * np.log(sd)).sum() - np.log(sd) * r.size
+        assert lp_pnc(pt) - lp_nc(q) == pytest.approx(jac, rel=1e-9, abs=1e-8)
+        # and the effects the data see are the ones the non-centred model gives from q
+        np.testing.assert_allclose(r_nc_of(q)[0], r, rtol=1e-12, atol=1e-12)

@@ -166,3 +166,58 @@ def test_chunks_that_ran_long_are_followed_by_a_heap_trim(monkeypatch):
         assert bool(trims) is want
         if want:
             assert len(trims) >= 2  # one per chunk: warm-up and draws never share a chunk
+
+
+def test_restart_schedule():
+    assert chunked.restart_iterations(1000) == chunked.RESTART_AT == (10, 25)
+    assert chunked.restart_iterations(199) == ()  # short warm-ups: NumPyro's schedule untouched
+    assert chunked.restart_iterations(1000, curvature_start=False) == ()
+
+
+def test_drive_restarts_at_chunk_boundaries_and_keeps_the_clock():
+    """Chunks end exactly at the restart iterations; the restarted state keeps the iteration count."""
+    from typing import NamedTuple
+
+    class S(NamedTuple):
+        i: int
+        fresh: bool
+
+    calls, seen = [], []
+
+    def run(state, n):
+        seen.append((state.i, n, state.fresh))
+        z = [np.zeros((chunked.CHUNK, 1))]
+        st = {k: np.zeros(chunked.CHUNK) for k in chunked.STATS}
+        return S(state.i + n, False), (z, st)
+
+    def restart(state):
+        calls.append(state.i)
+        return chunked._restarted(S(0, True), state)
+
+    chunked._drive(S(0, False), run, 300, 5, chunked._take_rows, 0, None, [np.zeros((5, 1))],
+                   restart=((10, 25), restart))
+    assert calls == [10, 25]
+    starts = [i for i, _, _ in seen]
+    assert 10 in starts and 25 in starts
+    assert all(fresh == (i in (10, 25)) for i, _, fresh in seen)
+    assert sum(n for _, n, _ in seen) == 305
+
+
+@pytest.mark.parametrize("chain_method", ["parallel", "vectorized"])
+def test_restarted_warmup_samples_the_target(chain_method):
+    """A 2-d target whose curvature at the far start is 1e4 times off: draws after a restarted warm-up
+    have the target's moments (x0 ~ N(0, 0.1^2); x1 has a pseudo-Huber density of scale 1)."""
+    def logp(z):
+        x0, x1 = z
+        return -0.5 * (x0 / 0.1) ** 2 - (jnp.sqrt(1.0 + x1 ** 2) - 1.0)
+
+    starts = [np.array([0.05, -0.05]), np.array([80.0, -80.0])]
+    s, stats = chunked.sample_nuts(logp, starts, draws=400, tune=300, chains=2, random_seed=4,
+                                   chain_method=chain_method)
+    x0, x1 = s[0].ravel(), s[1].ravel()
+    assert abs(x0.std() - 0.1) < 0.015 and abs(x0.mean()) < 0.02
+    from scipy.integrate import quad
+
+    dens = lambda x: np.exp(-np.sqrt(1.0 + x * x))  # noqa: E731
+    m2 = quad(lambda x: x * x * dens(x), -np.inf, np.inf)[0] / quad(dens, -np.inf, np.inf)[0]
+    assert abs(x1.mean()) < 0.5 and abs(np.mean(x1 ** 2) - m2) < 0.25 * m2, (x1.mean(), np.mean(x1 ** 2), m2)
