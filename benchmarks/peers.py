@@ -444,6 +444,15 @@ def gradient_metrics(ess, n_grad, sampling_s, tune, draws):
     return out
 
 
+def keep_row(rows, versions, row, res, cols):
+    """Append ``row`` (made from the runner result ``res``) to ``rows``, note its tool's versions, print it."""
+    rows.append(row)
+    if "versions" in res:
+        versions[row["tool"]] = res["versions"]
+    if "error" not in row:
+        print_table([_show(row)], cols)
+
+
 def make_row(dataset, n_rows, tool, model, plan, res, truth, tune=None, draws=None):
     row = {"dataset": dataset, "n_rows": n_rows, "tool": tool, "model": model, "plan": plan}
     if "error" in res:
@@ -588,11 +597,7 @@ def glmm_rows(name, data, formula, fam, truth, work, tools, plans, uplans, commo
         row["family"] = fam
         if "intervals" in res:
             row["intervals"] = res["intervals"]  # the accuracy table of the markdown compares them across tools
-        rows.append(row)
-        if "versions" in res:
-            versions[tool] = res["versions"]
-        if "error" not in row:
-            print_table([_show(row)], GLMM_COLS)
+        keep_row(rows, versions, row, res, GLMM_COLS)
 
     if "bayeslmm" in tools:
         runner = [sys.executable, str(HERE / "_peers_bayeslmm_runner.py")]
@@ -708,12 +713,7 @@ def main():
             base = {**common, "data": m["data"], "groups": m["groups"]}
 
             def record(tool, model, plan, res):
-                row = make_row(name, n, tool, model, plan, res, truth, tune, draws)
-                rows.append(row)
-                if "versions" in res:
-                    versions[tool] = res["versions"]
-                if "error" not in row:
-                    print_table([_show(row)], COLS)
+                keep_row(rows, versions, make_row(name, n, tool, model, plan, res, truth, tune, draws), res, COLS)
 
             if "bayeslmm" in tools:
                 runner = [sys.executable, str(HERE / "_peers_bayeslmm_runner.py")]

@@ -149,9 +149,12 @@ def restart_iterations(tune: int, curvature_start: bool = True) -> tuple:
     return RESTART_AT
 
 
-def _restarted(init_state, state):
-    """The freshly initialised ``init_state`` carried on at ``state``'s iteration (the adaptation schedule's clock)."""
-    return init_state._replace(i=state.i)
+def _restart_with(init):
+    """``state -> init(state's key, position)``, carried on at ``state``'s iteration.
+
+    The iteration count is the adaptation schedule's clock, so the windows that follow are NumPyro's.
+    """
+    return lambda state: init(state.rng_key, state.z)._replace(i=state.i)
 
 
 def _collect(state):
@@ -271,7 +274,7 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
             state = init_c(keys, params)
             _check_starts(state, chains)
             stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples,
-                           restart=(restart_at, lambda st: _restarted(init_c(st.rng_key, st.z), st)))
+                           restart=(restart_at, _restart_with(init_c)))
     finally:
         if bar is not None:
             bar.close()
@@ -427,7 +430,7 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out, restart_
             with jax.enable_x64(True):
                 out[c] = _drive(start(c), run, tune, draws, _take_rows, 0, bar,
                                 [z[c] for z in z_out], stop,
-                                (restart_at, lambda st: _restarted(init(st.rng_key, st.z), st)))
+                                (restart_at, _restart_with(init)))
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(e)
             stop.set()

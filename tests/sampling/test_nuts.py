@@ -181,6 +181,8 @@ def test_drive_restarts_at_chunk_boundaries_and_keeps_the_clock():
     class S(NamedTuple):
         i: int
         fresh: bool
+        rng_key: int = 0
+        z: tuple = ()
 
     calls, seen = [], []
 
@@ -190,9 +192,14 @@ def test_drive_restarts_at_chunk_boundaries_and_keeps_the_clock():
         st = {k: np.zeros(chunked.CHUNK) for k in chunked.STATS}
         return S(state.i + n, False), (z, st)
 
+    def init(key, z):
+        return S(0, True, key, z)
+
+    fresh_start = chunked._restart_with(init)
+
     def restart(state):
         calls.append(state.i)
-        return chunked._restarted(S(0, True), state)
+        return fresh_start(state)
 
     chunked._drive(S(0, False), run, 300, 5, chunked._take_rows, 0, None, [np.zeros((5, 1))],
                    restart=((10, 25), restart))
