@@ -120,13 +120,9 @@ def test_weighted_gaussian_fit_all_agrees_with_none():
     fits = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a correct fit warns about nothing
-        # but Rhat over 2 x 500 draws passes 1.01 on about half the seeds, with or without the weights,
-        # so that warning is replaced by a looser bound below.
-        warnings.filterwarnings("ignore", message="Parts of the model have not converged")
         for plan in ("all", "none"):
-            fits[plan] = m.fit(chains=2, draws=500, tune=500, marginalize=plan, random_seed=11, progressbar=False)
+            fits[plan] = m.fit(chains=2, draws=1000, tune=500, marginalize=plan, random_seed=11, progressbar=False)
     assert fits["all"].plan.sufficient and not fits["none"].plan.marginalized
-    assert max(f.max_rhat() for f in fits.values()) < 1.05
     names = ["fixef", "sigma", "sd_subj", "sd_item", "r_subj", "r_item"]
     a, b = (az.summary(fits[k].idata, var_names=names) for k in ("all", "none"))
     se = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
