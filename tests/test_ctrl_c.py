@@ -65,6 +65,49 @@ def test_sigint_stops_fit(delay):
     assert "FATAL" not in err and "terminate called" not in err, err[-2000:]
 
 
+# The sampler compiles its two programs side by side; an interrupt that lands after the short one
+# is compiled, while the long one still compiles in its thread, must leave that thread for the
+# exiting interpreter to wait for (CPython 3.11's Thread.join, broken by KeyboardInterrupt, marks a
+# running thread as stopped; the interpreter then tears it down inside XLA and aborts).
+COMPILE = AS_IN_A_TERMINAL + textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import jax.numpy as jnp
+    from bayeslmm.sampling.nuts import _compile_both
+
+    def init(x):
+        return x + 1.0
+
+    def run(x, n):  # compiles for seconds: a long chain of distinct operations
+        for i in range(2500):
+            x = jnp.sin(x * (i + 1.0)) + jnp.cos(x[::-1])
+        return x
+
+    def interrupt_once_compiling():
+        while not any(t.name == "bayeslmm-compile-run" for t in threading.enumerate()):
+            time.sleep(0.01)
+        time.sleep(0.5)  # init, one addition, is compiled by then
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_compiling).start()
+    try:
+        _compile_both(init, run, (jnp.ones(7),))
+    except KeyboardInterrupt:
+        compiling = any(t.name == "bayeslmm-compile-run" for t in threading.enumerate())
+        print("interrupted", "compiling" if compiling else "compiled", flush=True)
+        sys.exit(3)
+    sys.exit(0)
+""")
+
+
+def test_sigint_while_the_chunk_program_compiles_exits_cleanly():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr[-2000:])
+    # The case this test is for: the signal came while the long program still compiled.
+    assert r.stdout.strip() == "interrupted compiling", r.stdout
+    assert "FATAL" not in r.stderr and "terminate called" not in r.stderr, r.stderr[-2000:]
+
+
 SAVE = AS_IN_A_TERMINAL + textwrap.dedent("""
     import sys, numpy as np, pandas as pd
     import bayeslmm
@@ -120,3 +163,32 @@ def test_interrupt_swallowed_by_a_callback_is_raised_at_the_next_check(terminal_
             check_interrupt()
         check_interrupt()  # raised once only
     assert sg.getsignal(sg.SIGINT) is sg.default_int_handler
+
+
+def test_sigint_in_a_gc_callback_is_kept_for_the_next_check_and_not_printed(terminal_sigint, monkeypatch):
+    """JAX runs a callback at every garbage collection; a SIGINT that lands in it is not printed and lost."""
+    import gc
+    import signal as sg
+
+    from bayeslmm.sampling.interrupt import check_interrupt, interrupt_guard
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    ran = []
+
+    def callback(phase, info):
+        if phase == "start" and not ran:
+            ran.append(phase)
+            sg.raise_signal(sg.SIGINT)  # the handler runs in this frame, at its next instruction
+            ran.append("after")
+
+    with interrupt_guard():
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        with pytest.raises(KeyboardInterrupt):
+            check_interrupt()
+    assert ran == ["start", "after"]  # the callback ran to its end
+    assert unraisable == []

@@ -11,6 +11,7 @@ waits or passes from one stage to the next, raises it again if it was lost.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 
@@ -35,6 +36,10 @@ def interrupt_guard():
 
     def handler(signum, frame):
         _pending.set()
+        # Raised inside a garbage-collection callback, the exception would only be
+        # printed ("Exception ignored in ...") and dropped; check_interrupt raises it.
+        if frame is not None and any(getattr(cb, "__code__", None) is frame.f_code for cb in gc.callbacks):
+            return
         raise KeyboardInterrupt
 
     _pending.clear()

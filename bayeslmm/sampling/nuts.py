@@ -283,7 +283,7 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
 
 
 def _wait(fn, *args):
-    """``fn(*args)`` in a daemon thread, waited for in short steps, so that an interrupt reaches the caller at once.
+    """``fn(*args)`` in a thread, waited for in short steps, so that an interrupt reaches the caller at once.
 
     A compilation or an XLA execution runs in C++; while the calling thread
     is inside it, CPython cannot deliver KeyboardInterrupt. Left behind on
@@ -328,19 +328,23 @@ def _compile_both(init, run, init_args, compiler_options=None):
     opts = compiler_options or None
     traced = jax.jit(init).trace(*init_args)
     run_lowered = jax.jit(run).trace(traced.out_info, 1).lower()
-    box = {}
+    box, done = {}, threading.Event()
 
     def compile_run():
         try:
             box["run"] = run_lowered.compile(opts)
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             box["err"] = e
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=compile_run, name="bayeslmm-compile-run")  # not a daemon: see _wait
-    worker.start()
+    threading.Thread(target=compile_run, name="bayeslmm-compile-run").start()  # not a daemon: see _wait
     init_compiled = _wait(traced.lower().compile, opts)
-    while worker.is_alive():
-        worker.join(0.1)
+    # An event, not Thread.join: in CPython 3.11 a join that KeyboardInterrupt breaks
+    # marks the still-running thread as stopped, so the exiting interpreter no longer
+    # waits for it and tears it down inside XLA ("FATAL: exception not rethrown").
+    while not done.wait(0.1):
+        check_interrupt()
     if "err" in box:
         raise box["err"]
     return init_compiled, box["run"]
