@@ -282,17 +282,20 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
     return samples, stats
 
 
-def _wait(fn, *args):
-    """``fn(*args)`` in a thread, waited for in short steps, so that an interrupt reaches the caller at once.
+def _start(fn, *args, name="bayeslmm-compile"):
+    """Start ``fn(*args)`` in a thread; return a function that waits for it, in short steps, and gives its result.
 
     A compilation or an XLA execution runs in C++; while the calling thread
-    is inside it, CPython cannot deliver KeyboardInterrupt. Left behind on
-    an interrupt, the thread finishes its call and its result is dropped.
+    is inside it, CPython cannot deliver KeyboardInterrupt, whereas the wait
+    raises it at once. Left behind on an interrupt, the thread finishes its
+    call and its result is dropped.
     """
     # Not a daemon: an interpreter that exits after the interrupt waits for the call
     # to end. A daemon thread still inside XLA at exit is stopped by pthread_exit when it
     # next takes the GIL, and the forced unwind through XLA's C++ aborts the process
-    # ("FATAL: exception not rethrown").
+    # ("FATAL: exception not rethrown"). The wait is on an event, not Thread.join: in
+    # CPython 3.11 a join that KeyboardInterrupt breaks marks the still-running thread
+    # as stopped, and the exiting interpreter then no longer waits for it.
     import jax
 
     box, done = {}, threading.Event()
@@ -306,13 +309,17 @@ def _wait(fn, *args):
         finally:
             done.set()
 
-    threading.Thread(target=run, name="bayeslmm-compile").start()
-    while not done.wait(0.1):
+    threading.Thread(target=run, name=name).start()
+
+    def wait():
+        while not done.wait(0.1):
+            check_interrupt()
         check_interrupt()
-    check_interrupt()
-    if "err" in box:
-        raise box["err"]
-    return box["out"]
+        if "err" in box:
+            raise box["err"]
+        return box["out"]
+
+    return wait
 
 
 def _compile_both(init, run, init_args, compiler_options=None):
@@ -327,27 +334,9 @@ def _compile_both(init, run, init_args, compiler_options=None):
 
     opts = compiler_options or None
     traced = jax.jit(init).trace(*init_args)
-    run_lowered = jax.jit(run).trace(traced.out_info, 1).lower()
-    box, done = {}, threading.Event()
-
-    def compile_run():
-        try:
-            box["run"] = run_lowered.compile(opts)
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["err"] = e
-        finally:
-            done.set()
-
-    threading.Thread(target=compile_run, name="bayeslmm-compile-run").start()  # not a daemon: see _wait
-    init_compiled = _wait(traced.lower().compile, opts)
-    # An event, not Thread.join: in CPython 3.11 a join that KeyboardInterrupt breaks
-    # marks the still-running thread as stopped, so the exiting interpreter no longer
-    # waits for it and tears it down inside XLA ("FATAL: exception not rethrown").
-    while not done.wait(0.1):
-        check_interrupt()
-    if "err" in box:
-        raise box["err"]
-    return init_compiled, box["run"]
+    run_compiled = _start(jax.jit(run).trace(traced.out_info, 1).lower().compile, opts, name="bayeslmm-compile-run")
+    init_compiled = _start(traced.lower().compile, opts)()
+    return init_compiled, run_compiled()
 
 
 # The whole buffer is copied and cut on the host: slicing the device array by a
@@ -441,7 +430,7 @@ def _run_chains_apart(init, run, keys, params, tune, draws, bar, z_out, restart_
         finally:
             finished[c].set()
 
-    # Not daemons (see _wait): on an interrupt they stop after their chunk, and an
+    # Not daemons (see _start): on an interrupt they stop after their chunk, and an
     # interpreter that exits waits for that rather than killing them inside XLA.
     threads = [threading.Thread(target=chain, args=(c,), name=f"bayeslmm-chain-{c}")
                for c in range(len(keys))]
