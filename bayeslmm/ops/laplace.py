@@ -46,6 +46,7 @@ Every function needs float64 (``jax.enable_x64(True)``) and a rows-mode
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -58,7 +59,7 @@ from .data import MarginalData
 from .linalg import _logdet_quad_bwd, factor_core, mm, solve_lower, solve_mean, tri_solve
 from .marginal import _apply_lam
 
-__all__ = ["Family", "FAMILIES", "laplace_logp", "laplace_mode", "laplace_recover", "laplace_newton_info",
+__all__ = ["Family", "FAMILIES", "compile_laplace_recover_batch", "laplace_logp", "laplace_mode", "laplace_recover", "laplace_newton_info",
            "laplace_recover_batch", "pointwise_loglik"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -613,7 +614,39 @@ def laplace_recover_batch(md: MarginalData, family, key, beta, Ls, offset=None, 
     """
     ctx, _ = _setup(md, family, [L[0] for L in Ls], None, trials, None if phi is None else phi[0],
                     max_steps, tol)
-    keys = jax.random.split(key, jnp.asarray(beta).shape[0])
+    args = (jnp.asarray(beta), [jnp.asarray(L) for L in Ls],
+            None if offset is None else jnp.asarray(offset), None if phi is None else jnp.asarray(phi))
+    return jax.jit(_recover_loop(ctx))(key, *args)
+
+
+def compile_laplace_recover_batch(md: MarginalData, family, n_draws, n_fixed, dims, n_rows=None, trials=None,
+                                  has_phi=False, max_steps=100, tol=1e-10, compiler_options=None):
+    """:func:`laplace_recover_batch` compiled ahead of time for ``n_draws`` draws: a callable ``(key, beta, Ls, offset, phi)``.
+
+    ``dims`` are the effect dimensions of the factors in caller order;
+    ``n_rows`` the length of ``offset`` (None: no offset); ``has_phi``
+    whether ``phi`` is passed. The compilation is what a first
+    :func:`laplace_recover_batch` call of these shapes would do; XLA
+    releases the GIL while it compiles, so it can run in a thread beside
+    sampling. ``compiler_options``: extra XLA options for this compilation.
+    """
+    if md.mode != "rows":
+        raise ValueError("the Laplace recovery needs MarginalData built with sufficient=False")
+    family = (family if isinstance(family, Family) else Family(*np.atleast_1d(family))).checked()
+    trials = None if trials is None else np.asarray(trials, dtype=np.float64)
+    ctx = _Ctx(md, family, trials, int(max_steps), float(tol))
+    f64 = partial(jax.ShapeDtypeStruct, dtype=jnp.float64)
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # jax.random.PRNGKey's raw key
+    with jax.enable_x64(True):
+        lowered = jax.jit(_recover_loop(ctx)).lower(
+            key, f64((n_draws, n_fixed)), [f64((n_draws, d, d)) for d in dims],
+            None if n_rows is None else f64((n_draws, n_rows)), f64((n_draws,)) if has_phi else None)
+    return lowered.compile(compiler_options=compiler_options or None)
+
+
+def _recover_loop(ctx):
+    """``(key, beta, Ls, offset, phi) -> effects``: one Laplace draw per parameter draw, in a ``lax.map``."""
+    md = ctx.md
 
     def one(a):
         k, b, L, off, p = a
@@ -621,6 +654,8 @@ def laplace_recover_batch(md: MarginalData, family, key, beta, Ls, offset=None, 
         v = _newton(ctx, b, L, off, p)[0]
         return _draw(ctx, L, k, b, off, p, v)
 
-    args = (keys, jnp.asarray(beta), [jnp.asarray(L) for L in Ls],
-            None if offset is None else jnp.asarray(offset), None if phi is None else jnp.asarray(phi))
-    return jax.jit(lambda a: jax.lax.map(one, a))(args)
+    def loop(key, beta, Ls, offset, phi):
+        keys = jax.random.split(key, beta.shape[0])
+        return jax.lax.map(one, (keys, beta, Ls, offset, phi))
+
+    return loop

@@ -40,13 +40,14 @@ def _workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _chunking(S, md, sampled):
+def _chunking(S, md, sampled, n_rows=0):
     """``(chunk, pad)``: S draws in equal chunks of ``chunk``, the last one padded by ``pad`` repeated draws.
 
     Equal chunks: one chunk shape, so one compilation instead of two. At least as many chunks as :func:`_workers`
-    (when there are that many draws), so that every core recovers draws.
+    (when there are that many draws), so that every core recovers draws. ``n_rows``: per-draw inputs of
+    that length (the Laplace recovery's offsets).
     """
-    per_draw = 8 * (sum(b.n_levels * b.dim for b in sampled) + sum(md.sizes) * 2)
+    per_draw = 8 * (sum(b.n_levels * b.dim for b in sampled) + sum(md.sizes) * 2 + n_rows)
     n_chunks = max(-(-S * per_draw // _CHUNK_BYTES), min(_workers(), S), 1)
     chunk = -(-S // int(n_chunks))
     n_chunks = -(-S // chunk)
@@ -73,7 +74,7 @@ def start_compiling(design, plan, md, n_samples, compiler_options=None) -> Prepa
     from bayeslmm.ops import compile_recover_batch
 
     if plan.approximation is not None:
-        return None  # recover_laplace_effects compiles its own loop
+        return None  # recover_laplace_effects compiles its own loop, after sampling (see there)
     sampled = [design.block(n) for n in plan.sampled]
     chunk, _ = _chunking(n_samples, md, sampled)
     dims = [design.block(n).dim for n in md.names]
@@ -148,12 +149,22 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
             draws = run(subs[i], beta[sl], sigma[sl], [L[sl] for L in Ls], [r[sl] for r in r_sampled])
             return [np.asarray(u) for u in draws]
 
+    store_effects(post, design, md, run_chunks(one, len(starts)), S)
+    idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])
+
+
+def run_chunks(one, n_chunks):
+    """``[one(0), ..., one(n_chunks - 1)]``, in :func:`_workers` threads when there are several chunks."""
     with threadpool_limits(1, "blas"):  # as in sampling: BLAS threads only oversubscribe here
-        if len(starts) == 1:
-            out = [one(0)]
-        else:
-            with ThreadPoolExecutor(min(_workers(), len(starts)), thread_name_prefix="bayeslmm-recover") as pool:
-                out = list(pool.map(one, range(len(starts))))
+        if n_chunks == 1:
+            return [one(0)]
+        with ThreadPoolExecutor(min(_workers(), n_chunks), thread_name_prefix="bayeslmm-recover") as pool:
+            return list(pool.map(one, range(n_chunks)))
+
+
+def store_effects(post, design, md, out, S):
+    """Put the chunks' effects (per chunk, one (chunk, M_k, d_k) array per factor of ``md``) into ``post``."""
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     for k, name in enumerate(md.names):
         blk = design.block(name)
         u = np.concatenate([o[k] for o in out])[:S].reshape(n_chain, n_draw, blk.n_levels, blk.dim)
@@ -163,4 +174,3 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
             coords={"chain": post["chain"], "draw": post["draw"],
                     f"{name}__level": list(blk.levels), f"{name}__effect": list(blk.terms)},
         )
-    idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])

@@ -12,20 +12,44 @@ is poor (few observations per level, docs/marginalization.md).
 Cost: per draw one Newton solve from ``v = 0`` (K steps, each a row pass and
 one blocked factorization) plus two triangular solves, i.e. about K + 1
 evaluations of the log-density; draws run in compiled ``lax.map`` loops
-over equal chunks (one compilation), each chunk holding its (chunk, N)
-offsets.
+over equal chunks (one compilation, with the fast-compiling XLA options of
+:mod:`bayeslmm.sampling.xla` on small data), the chunks in parallel
+threads, each chunk holding its (chunk, N) offsets. The loop is compiled
+after sampling, not beside it as the Gaussian recovery's is: the sampler's
+Newton-loop programs already keep both cores of a small machine compiling,
+and a third compilation beside them lengthened cbpp's fit.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
-from .recover import stack_draws
+__all__ = ["compile_laplace_loop", "recover_laplace_effects"]
 
-__all__ = ["recover_laplace_effects"]
 
-_CHUNK_BYTES = 16e6
+def laplace_chunking(S, design, plan, md):
+    """``(chunk, pad)`` for S draws of a Laplace plan: the Gaussian recovery's chunks, counting the offsets too."""
+    from .recover import _chunking
+
+    return _chunking(S, md, [design.block(b) for b in plan.sampled], n_rows=design.n)
+
+
+def compile_laplace_loop(design, plan, md, chunk, compiler_options=None):
+    """The recovery loop of a Laplace plan compiled for ``chunk`` draws: what :func:`recover_laplace_effects` runs.
+
+    Cost: one XLA compilation of a Newton solve and a draw (no sampling).
+    """
+    import jax
+
+    from bayeslmm.ops.laplace import compile_laplace_recover_batch
+    from bayeslmm.pymc_model.laplace import laplace_data, laplace_phi_name
+
+    ld = laplace_data(design, md)
+    with jax.enable_x64(True):  # per thread
+        return compile_laplace_recover_batch(
+            ld.md, ld.family, chunk, len(design.fixed_names), [design.block(n).dim for n in md.names],
+            design.n, ld.trials, laplace_phi_name(design) is not None, ld.max_steps, ld.tol,
+            compiler_options=compiler_options)
 
 
 def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
@@ -33,13 +57,16 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
 
     Needs ``fixef``, ``L_<factor>`` (removed here once used), the family
     parameter (``shape`` or ``sigma``) where it has one, and ``r_<factor>`` of
-    the sampled factors.
+    the sampled factors. The chunks' random keys are split in chunk order,
+    so the draws do not depend on how many threads run them.
     """
     import jax
     import jax.numpy as jnp
 
-    from bayeslmm.ops.laplace import laplace_recover_batch
-    from bayeslmm.pymc_model.laplace import laplace_data, laplace_offset, laplace_phi_name
+    from bayeslmm.pymc_model.laplace import laplace_offset, laplace_phi_name
+    from bayeslmm.sampling.xla import options_for
+
+    from .recover import run_chunks, stack_draws, store_effects
 
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -51,42 +78,27 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
     sampled = [design.block(b) for b in plan.sampled]
     r_sampled = [stack_draws(post[f"r_{b.name}"]) for b in sampled]
     base = laplace_offset(design)
-    ld = laplace_data(design, md)
 
-    chunk = int(max(1, min(S, _CHUNK_BYTES // (8 * max(n, 1)))))
-    starts = list(range(0, S, chunk))
+    chunk, pad = laplace_chunking(S, design, plan, md)
+    if pad:
+        # The last chunk is padded with the last draw so that every chunk has one shape (one compilation).
+        take = np.concatenate([np.arange(S), np.full(pad, S - 1)])
+        beta, Ls, r_sampled = beta[take], [L[take] for L in Ls], [r[take] for r in r_sampled]
+        phi = None if phi is None else phi[take]
+    run = compile_laplace_loop(design, plan, md, chunk, options_for(n))
+    key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
+    starts = list(range(0, S + pad, chunk))
+    subs = jax.random.split(key, len(starts))
 
-    def offsets(sl):
-        off = np.broadcast_to(base, (sl.stop - sl.start, n)).copy()
+    def one(i):
+        sl = slice(starts[i], starts[i] + chunk)
+        off = np.broadcast_to(base, (chunk, n)).copy()
         for b, r in zip(sampled, r_sampled):
             off += np.einsum("snd,nd->sn", r[sl][:, b.group_index, :], b.values)
-        return off
+        with jax.enable_x64(True):  # per thread
+            us = run(subs[i], jnp.asarray(beta[sl]), [jnp.asarray(L[sl]) for L in Ls], jnp.asarray(off),
+                     None if phi is None else jnp.asarray(phi[sl]))
+            return [np.asarray(u) for u in us]
 
-    def take(a, sl):
-        # The last chunk is padded with its last draw so that every chunk has one shape (one compilation).
-        part = a[sl]
-        short = chunk - part.shape[0]
-        return part if not short else np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-
-    key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
-    subs = jax.random.split(key, len(starts))
-    out = []
-    with jax.enable_x64(True):
-        run = jax.jit(lambda k, b, L, o, p: laplace_recover_batch(ld.md, ld.family, k, b, L, o, ld.trials, p,
-                                                                  ld.max_steps, ld.tol))
-        for i, s0 in enumerate(starts):
-            sl = slice(s0, min(S, s0 + chunk))
-            us = run(subs[i], jnp.asarray(take(beta, sl)), [jnp.asarray(take(L, sl)) for L in Ls],
-                     jnp.asarray(take(offsets(sl), slice(0, sl.stop - sl.start))),
-                     None if phi is None else jnp.asarray(take(phi, sl)))
-            out.append([np.asarray(u)[:sl.stop - sl.start] for u in us])
-    for k, name in enumerate(md.names):
-        blk = design.block(name)
-        u = np.concatenate([o[k] for o in out]).reshape(n_chain, n_draw, blk.n_levels, blk.dim)
-        post[f"r_{name}"] = xr.DataArray(
-            u,
-            dims=("chain", "draw", f"{name}__level", f"{name}__effect"),
-            coords={"chain": post["chain"], "draw": post["draw"],
-                    f"{name}__level": list(blk.levels), f"{name}__effect": list(blk.terms)},
-        )
+    store_effects(post, design, md, run_chunks(one, len(starts)), S)
     idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])

@@ -39,7 +39,7 @@ def test_value_and_grad_match_kernel(name, fam):
     value, *grads = f(*values)
 
     def ref(b, Ls, o, p):
-        return laplace_logp(md, (fam[0], fam[1]), b, Ls, o, n, p)
+        return laplace_logp(md, (fam[0], fam[1]), b, Ls, o, n, p, ld.max_steps, ld.tol)
 
     with jax.enable_x64(True):
         want = float(ref(case.beta, case.Ls, off, phi))
