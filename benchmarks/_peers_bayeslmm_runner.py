@@ -6,7 +6,9 @@ SPEC holds: data (CSV path), formula, plan ("none", "all", "auto", ...),
 chains, tune, draws, seed, target_accept, and optionally family (default
 "gaussian") and approximation (None or "laplace"). RESULT gets the same keys as the
 Bambi and brms runners: wall_s (BayesLMM(...) + .fit(...), compilation and
-recovery of the integrated-out effects included), sampling_s (warmup and
+recovery of the integrated-out effects included; the persistent compilation
+cache off, so that every run is a user's first fit, whatever earlier runs
+left in the cache directory), sampling_s (warmup and
 sampling of the NumPyro run, without the JAX compilation inside it), min bulk
 ESS and max Rhat over every parameter (group-level effects included),
 divergences, n_grad (leapfrog steps of the post-warm-up draws, all chains),
@@ -33,7 +35,7 @@ def main(spec_path, out_path):
     spec = json.loads(Path(spec_path).read_text())
     res = {}
     try:
-        from bayeslmm import BayesLMM  # first: it sets XLA_FLAGS before JAX starts
+        from bayeslmm import BayesLMM
 
         import pandas as pd
         from _common import posterior_metrics
@@ -49,7 +51,8 @@ def main(spec_path, out_path):
             plan = model.plan(spec["plan"], approx)
             fit = model.fit(draws=spec["draws"], tune=spec["tune"], chains=spec["chains"],
                             target_accept=spec.get("target_accept", 0.8), random_seed=spec["seed"],
-                            sampler="numpyro", marginalize=spec["plan"], approximation=approx, progressbar=False)
+                            sampler="numpyro", marginalize=spec["plan"], approximation=approx, progressbar=False,
+                            compile_cache=False)
         wall = time.perf_counter() - t0
         m = posterior_metrics(fit)
         post = fit.posterior

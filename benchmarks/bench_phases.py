@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from _common import ess_rhat, print_table, write_json  # noqa: E402
-from registry import load  # noqa: E402
+from registry import family, load  # noqa: E402
 
 PHASES = []  # (name, seconds, peak RSS MB at the end)
 RECORDING = {"on": False}  # only the stages of the fit itself, not the gradient table's model builds
@@ -173,6 +173,7 @@ def main():
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--approximation", default=None, help="'laplace': GLMM sets choose among Laplace plans")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     load_before = os.getloadavg()
@@ -182,10 +183,10 @@ def main():
     data, formula, _ = load(args.dataset)
     _record("data (registry.load)", time.perf_counter() - t0)
     t0 = time.perf_counter()
-    model = bayeslmm.BayesLMM(formula, data)
+    model = bayeslmm.BayesLMM(formula, data, family=family(args.dataset))
     _record("design (formula, BayesLMM(...))", time.perf_counter() - t0)
     t0 = time.perf_counter()
-    plan = model.plan("auto")
+    plan = model.plan("auto", args.approximation)
     _record("plan choice (marginalize='auto')", time.perf_counter() - t0)
 
     instrument()
@@ -194,7 +195,7 @@ def main():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = model.fit(chains=args.chains, tune=args.tune, draws=args.draws, random_seed=args.seed,
-                        progressbar=False)
+                        progressbar=False, approximation=args.approximation)
     fit_s = time.perf_counter() - t_fit
     RECORDING["on"] = False
     wall = T_IMPORT - T_START + (time.perf_counter() - T_IMPORT)

@@ -544,26 +544,27 @@ def _make_logp(ctx):
 
     def fwd(beta, Ls, offset, phi):
         v, _, _, _, ok = _newton(ctx, beta, Ls, offset, phi)
-        f, blocks = _f_and_blocks(ctx, beta, Ls, offset, phi, v)
+        # Linearized here rather than in bwd: the pullbacks are residuals, so the reverse
+        # pass does not run the row passes of f, H and grad_f a second time.
+        (f, blocks), pull = jax.vjp(lambda b, L, o, p, vv: _f_and_blocks(ctx, b, L, o, p, vv),
+                                    beta, Ls, offset, phi, v)
+        _, pull_g = jax.vjp(lambda b, L, o, p: _grad_f(ctx, v, b, L, o, p), beta, Ls, offset, phi)
         d1, m1 = md.dims[0], md.levels[0]
         core = factor_core(*blocks, jnp.zeros((d1, m1)), None if blocks[2] is None else jnp.zeros(md.dense_size))
         logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(core.C1)))
         if core.C2 is not None:
             logdet = logdet + 2.0 * jnp.sum(jnp.log(jnp.diagonal(core.C2)))
         out = jnp.where(ok, f - 0.5 * logdet, -jnp.inf)
-        return out, (v, ok, core, beta, Ls, offset, phi)
+        return out, (ok, core, pull, pull_g)
 
     def bwd(res, gbar):
-        v, ok, core, beta, Ls, offset, phi = res
+        ok, core, pull, pull_g = res
         # d log|H| / dA is H^{-1} blockwise: logdet_quad's reverse pass with c = 0, on the same factor.
         gA1, gA21, gA22, _, _ = _logdet_quad_bwd(core, 1.0)
-        _, pull = jax.vjp(lambda b, L, o, p, vv: _f_and_blocks(ctx, b, L, o, p, vv),
-                                    beta, Ls, offset, phi, v)
         # Partial derivatives at fixed v; the v part also carries df/dv, ~0 at the mode.
         part = pull((jnp.ones(()), (-0.5 * gA1, None if gA21 is None else -0.5 * gA21,
                                     None if gA22 is None else -0.5 * gA22)))
         lam = _core_solve(md, core, part[4])
-        _, pull_g = jax.vjp(lambda b, L, o, p: _grad_f(ctx, v, b, L, o, p), beta, Ls, offset, phi)
         adj = pull_g(lam)
         return tuple(jax.tree.map(lambda t, a: jnp.where(ok, gbar * (t + a), jnp.nan), t, a)
                      for t, a in zip(part[:4], adj))
