@@ -59,8 +59,8 @@ from .data import MarginalData
 from .linalg import _logdet_quad_bwd, factor_core, mm, solve_lower, solve_mean, tri_solve
 from .marginal import _apply_lam
 
-__all__ = ["Family", "FAMILIES", "compile_laplace_recover_batch", "laplace_logp", "laplace_mode", "laplace_recover", "laplace_newton_info",
-           "laplace_recover_batch", "pointwise_loglik"]
+__all__ = ["Family", "FAMILIES", "compile_laplace_recover_batch", "laplace_logp", "laplace_mode", "laplace_recover",
+           "laplace_newton_info", "laplace_recover_batch", "pointwise_loglik"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -622,14 +622,14 @@ def laplace_recover_batch(md: MarginalData, family, key, beta, Ls, offset=None, 
 
 def compile_laplace_recover_batch(md: MarginalData, family, n_draws, n_fixed, dims, n_rows=None, trials=None,
                                   has_phi=False, max_steps=100, tol=1e-10, compiler_options=None):
-    """:func:`laplace_recover_batch` compiled ahead of time for ``n_draws`` draws: a callable ``(key, beta, Ls, offset, phi)``.
+    """:func:`laplace_recover_batch` compiled for ``n_draws`` draws: a callable ``(key, beta, Ls, offset, phi)``.
 
     ``dims`` are the effect dimensions of the factors in caller order;
     ``n_rows`` the length of ``offset`` (None: no offset); ``has_phi``
     whether ``phi`` is passed. The compilation is what a first
-    :func:`laplace_recover_batch` call of these shapes would do; XLA
-    releases the GIL while it compiles, so it can run in a thread beside
-    sampling. ``compiler_options``: extra XLA options for this compilation.
+    :func:`laplace_recover_batch` call of these shapes would do, with
+    ``compiler_options`` (extra XLA options) applied; one compiled loop
+    serves every chunk of draws, from any thread.
     """
     if md.mode != "rows":
         raise ValueError("the Laplace recovery needs MarginalData built with sufficient=False")
