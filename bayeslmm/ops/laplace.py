@@ -414,29 +414,31 @@ def _make_mode(ctx):
     return mode
 
 
-def _check(md, family, Ls, offset, trials, phi):
+def _context(md, family, trials, max_steps, tol) -> _Ctx:
+    """The checked, parameter-free part of every entry point: rows mode, family and link, trials."""
     if md.mode != "rows":
         raise ValueError("the Laplace log-density needs MarginalData built with sufficient=False")
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("bayeslmm's Laplace log-density needs float64: call it inside "
-                           "`with jax.enable_x64(True):` (bayeslmm's fits do).")
-    if len(Ls) != md.n_factors:
-        raise ValueError(f"expected {md.n_factors} scale factors L, got {len(Ls)}")
     family = (family if isinstance(family, Family) else Family(*np.atleast_1d(family))).checked()
-    if family.name in ("negbinomial", "gaussian") and phi is None:
-        raise ValueError(f"family {family.name!r} needs phi ({'shape' if family.name == 'negbinomial' else 'sigma'})")
     if trials is not None and family.name != "binomial":
         raise ValueError(f"trials are only meaningful for the binomial family, not {family.name!r}")
     if trials is not None:
         trials = np.asarray(trials, dtype=np.float64)
         if trials.shape != (md.n_obs,):
             raise ValueError(f"trials must have shape ({md.n_obs},), got {trials.shape}")
-    return family, [jnp.asarray(Ls[k]) for k in md.order], trials
+    return _Ctx(md, family, trials, int(max_steps), float(tol))
 
 
 def _setup(md, family, Ls, offset, trials, phi, max_steps, tol):
-    family, Ls, trials = _check(md, family, Ls, offset, trials, phi)
-    return _Ctx(md, family, trials, int(max_steps), float(tol)), Ls
+    ctx = _context(md, family, trials, max_steps, tol)
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError("bayeslmm's Laplace log-density needs float64: call it inside "
+                           "`with jax.enable_x64(True):` (bayeslmm's fits do).")
+    if len(Ls) != md.n_factors:
+        raise ValueError(f"expected {md.n_factors} scale factors L, got {len(Ls)}")
+    if ctx.family.name in ("negbinomial", "gaussian") and phi is None:
+        raise ValueError(f"family {ctx.family.name!r} needs phi "
+                         f"({'shape' if ctx.family.name == 'negbinomial' else 'sigma'})")
+    return ctx, [jnp.asarray(Ls[k]) for k in md.order]
 
 
 def laplace_mode(md: MarginalData, family, beta, Ls, offset=None, trials=None, phi=None,
@@ -631,11 +633,7 @@ def compile_laplace_recover_batch(md: MarginalData, family, n_draws, n_fixed, di
     ``compiler_options`` (extra XLA options) applied; one compiled loop
     serves every chunk of draws, from any thread.
     """
-    if md.mode != "rows":
-        raise ValueError("the Laplace recovery needs MarginalData built with sufficient=False")
-    family = (family if isinstance(family, Family) else Family(*np.atleast_1d(family))).checked()
-    trials = None if trials is None else np.asarray(trials, dtype=np.float64)
-    ctx = _Ctx(md, family, trials, int(max_steps), float(tol))
+    ctx = _context(md, family, trials, max_steps, tol)
     f64 = partial(jax.ShapeDtypeStruct, dtype=jnp.float64)
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # jax.random.PRNGKey's raw key
     with jax.enable_x64(True):

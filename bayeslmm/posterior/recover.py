@@ -126,11 +126,7 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     terms = [(jnp.asarray(b.group_index, jnp.int64), jnp.asarray(b.values, jnp.float64)) for b in sampled]
 
     chunk, pad = _chunking(S, md, sampled)
-    if pad:
-        take = np.concatenate([np.arange(S), np.full(pad, S - 1)])
-        beta, sigma = beta[take], sigma[take]
-        Ls = [L[take] for L in Ls]
-        r_sampled = [r[take] for r in r_sampled]
+    beta, sigma, Ls, r_sampled = padded((beta, sigma, Ls, r_sampled), S, pad)
     if prepared is not None and prepared.n_samples == S:
         compiled = prepared.future.result()
 
@@ -139,9 +135,7 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     else:
         def run(key, b, s, L, rs):
             return recover_batch(md, key, b, s, L, None, (terms, rs) if rs else None)
-    key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
-    starts = list(range(0, S + pad, chunk))
-    subs = jax.random.split(key, len(starts))
+    starts, subs = chunk_keys(S + pad, chunk, random_seed)
 
     def one(i):
         sl = slice(starts[i], starts[i] + chunk)
@@ -149,8 +143,27 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
             draws = run(subs[i], beta[sl], sigma[sl], [L[sl] for L in Ls], [r[sl] for r in r_sampled])
             return [np.asarray(u) for u in draws]
 
-    store_effects(post, design, md, run_chunks(one, len(starts)), S)
-    idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])
+    store_effects(idata, design, md, run_chunks(one, len(starts)), S)
+
+
+def padded(arrays, S, pad):
+    """Each array (or list of arrays, or None) of S draws with ``pad`` copies of its last draw appended.
+
+    The last chunk is padded so that every chunk has one shape (one compilation).
+    """
+    if not pad:
+        return arrays
+    take = np.concatenate([np.arange(S), np.full(pad, S - 1)])
+    return tuple(None if a is None else [x[take] for x in a] if isinstance(a, list) else a[take] for a in arrays)
+
+
+def chunk_keys(n, chunk, random_seed):
+    """Start of every chunk of ``n`` (padded) draws and one random key per chunk, split in chunk order."""
+    import jax
+
+    key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
+    starts = list(range(0, n, chunk))
+    return starts, jax.random.split(key, len(starts))
 
 
 def run_chunks(one, n_chunks):
@@ -162,8 +175,12 @@ def run_chunks(one, n_chunks):
             return list(pool.map(one, range(n_chunks)))
 
 
-def store_effects(post, design, md, out, S):
-    """Put the chunks' effects (per chunk, one (chunk, M_k, d_k) array per factor of ``md``) into ``post``."""
+def store_effects(idata, design, md, out, S):
+    """Put the chunks' effects (per chunk, one (chunk, M_k, d_k) array per factor of ``md``) into the posterior.
+
+    The ``L_<factor>`` draws the recovery read are dropped from it.
+    """
+    post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     for k, name in enumerate(md.names):
         blk = design.block(name)
@@ -174,3 +191,4 @@ def store_effects(post, design, md, out, S):
             coords={"chain": post["chain"], "draw": post["draw"],
                     f"{name}__level": list(blk.levels), f"{name}__effect": list(blk.terms)},
         )
+    idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])

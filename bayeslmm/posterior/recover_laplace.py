@@ -39,17 +39,14 @@ def compile_laplace_loop(design, plan, md, chunk, compiler_options=None):
 
     Cost: one XLA compilation of a Newton solve and a draw (no sampling).
     """
-    import jax
-
     from bayeslmm.ops.laplace import compile_laplace_recover_batch
     from bayeslmm.pymc_model.laplace import laplace_data, laplace_phi_name
 
     ld = laplace_data(design, md)
-    with jax.enable_x64(True):  # per thread
-        return compile_laplace_recover_batch(
-            ld.md, ld.family, chunk, len(design.fixed_names), [design.block(n).dim for n in md.names],
-            design.n, ld.trials, laplace_phi_name(design) is not None, ld.max_steps, ld.tol,
-            compiler_options=compiler_options)
+    return compile_laplace_recover_batch(
+        ld.md, ld.family, chunk, len(design.fixed_names), [design.block(n).dim for n in md.names],
+        design.n, ld.trials, laplace_phi_name(design) is not None, ld.max_steps, ld.tol,
+        compiler_options=compiler_options)
 
 
 def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
@@ -66,7 +63,7 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
     from bayeslmm.pymc_model.laplace import laplace_offset, laplace_phi_name
     from bayeslmm.sampling.xla import options_for
 
-    from .recover import run_chunks, stack_draws, store_effects
+    from .recover import chunk_keys, padded, run_chunks, stack_draws, store_effects
 
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -80,15 +77,9 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
     base = laplace_offset(design)
 
     chunk, pad = laplace_chunking(S, design, plan, md)
-    if pad:
-        # The last chunk is padded with the last draw so that every chunk has one shape (one compilation).
-        take = np.concatenate([np.arange(S), np.full(pad, S - 1)])
-        beta, Ls, r_sampled = beta[take], [L[take] for L in Ls], [r[take] for r in r_sampled]
-        phi = None if phi is None else phi[take]
+    beta, Ls, r_sampled, phi = padded((beta, Ls, r_sampled, phi), S, pad)
     run = compile_laplace_loop(design, plan, md, chunk, options_for(n))
-    key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
-    starts = list(range(0, S + pad, chunk))
-    subs = jax.random.split(key, len(starts))
+    starts, subs = chunk_keys(S + pad, chunk, random_seed)
 
     def one(i):
         sl = slice(starts[i], starts[i] + chunk)
@@ -100,5 +91,4 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
                      None if phi is None else jnp.asarray(phi[sl]))
             return [np.asarray(u) for u in us]
 
-    store_effects(post, design, md, run_chunks(one, len(starts)), S)
-    idata.posterior = post.drop_vars([f"L_{n}" for n in md.names])
+    store_effects(idata, design, md, run_chunks(one, len(starts)), S)
