@@ -46,21 +46,27 @@ def posterior_metrics(fit) -> dict:
 
 
 def grad_time(model, repeat=200) -> float:
-    """Seconds per jitted log-density + gradient evaluation of a PyMC model at its initial point."""
-    import jax
-    from pymc.sampling.jax import get_jaxified_logp
+    """Seconds per jitted log-density + gradient evaluation of a PyMC model at its initial point.
 
-    logp = get_jaxified_logp(model)
-    ip = model.initial_point()
-    x = [ip[v.name] for v in model.value_vars]
-    f = jax.jit(jax.value_and_grad(lambda xs: logp(xs)))
+    The log-density is the sampler's own translation (``bayeslmm.sampling.driver.jax_model``), not
+    ``pymc.sampling.jax``'s: importing that module sets ``XLA_FLAGS`` to 100 host devices, and a JAX
+    backend started after it runs every later fit of the process 1.1-1.9x slower (docs/benchmarks.md).
+    """
+    import jax
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1, "blas"):  # as in bayeslmm.sampling
-        f(x)[0].block_until_ready()
-        t0 = time.perf_counter()
-        for _ in range(repeat):
+    from bayeslmm.sampling.driver import jax_model
+
+    with jax.enable_x64(True):
+        jm = jax_model(model)
+        ip = model.initial_point()
+        x = [np.asarray(ip[n], dtype=np.float64) for n in jm.value_names]
+        f = jax.jit(jax.value_and_grad(jm.logp))
+        with threadpool_limits(1, "blas"):  # as in bayeslmm.sampling
             f(x)[0].block_until_ready()
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                f(x)[0].block_until_ready()
     return (time.perf_counter() - t0) / repeat
 
 

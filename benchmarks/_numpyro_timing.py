@@ -13,13 +13,12 @@ def instrument_numpyro():
     PyMC's own ``sampling_time`` covers the NumPyro run including XLA
     compilation of the sampler; Stan's elapsed times exclude its C++
     compilation. To report comparable sampling times this wraps PyMC's
-    ``_sample_numpyro_nuts`` (start/end of the run, results blocked on; or
-    bayeslmm's chunked driver, which stands in for it during bayeslmm fits) and
+    ``_sample_numpyro_nuts`` (start/end of the run, results blocked on) or,
+    where bayeslmm is installed, bayeslmm's chunked driver instead, and
     listens to JAX's compile events; the sampling time is the run minus the
     union of the compile intervals inside it.
     """
     import jax
-    import pymc.sampling.jax as pmjax
 
     rec = {"events": [], "windows": []}
 
@@ -40,12 +39,15 @@ def instrument_numpyro():
 
         return wrapped
 
-    pmjax._sample_numpyro_nuts = timed(pmjax._sample_numpyro_nuts)
     try:  # bayeslmm samples through its own chunked driver, looked up when a fit starts
         import bayeslmm.sampling.nuts as chunked
-    except ImportError:  # Bambi's environment
-        pass
+    except ImportError:  # Bambi's environment: pm.sample(nuts_sampler="numpyro") imports pymc.sampling.jax anyway
+        import pymc.sampling.jax as pmjax
+
+        pmjax._sample_numpyro_nuts = timed(pmjax._sample_numpyro_nuts)
     else:
+        # Not pymc.sampling.jax: its import sets XLA_FLAGS to 100 host devices, which slows the fit
+        # that follows (docs/benchmarks.md).
         chunked.sample_nuts = timed(chunked.sample_nuts)
     return rec
 

@@ -53,21 +53,11 @@ def peak_rss_mb() -> float:
 
 
 def grad_time(design, priors, plan, md, reps=200) -> float:
-    """Seconds per log-density gradient of the compiled JAX model."""
-    import jax
-    from pymc.sampling.jax import get_jaxified_graph
+    """Seconds per log-density gradient of the compiled JAX model (``_common.grad_time``)."""
+    from _common import grad_time as model_grad_time
 
     from bayeslmm.pymc_model import build_model
-    model = build_model(design, priors, plan, md=md)
-    fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
-    ip = model.initial_point()
-    vals = [np.asarray(ip[v.name], dtype=np.float64) for v in model.value_vars]
-    g = jax.jit(jax.grad(lambda *a: fn(*a)[0], argnums=tuple(range(len(vals)))))
-    jax.block_until_ready(g(*vals))
-    t = time.perf_counter()
-    for _ in range(reps):
-        jax.block_until_ready(g(*vals))
-    return (time.perf_counter() - t) / reps
+    return model_grad_time(build_model(design, priors, plan, md=md), reps)
 
 
 def main():

@@ -152,27 +152,33 @@ def _inference_data(jm: JaxModel, posterior: dict, stats: dict):
 
 
 def sample(model, *, sampler="numpyro", draws=1000, tune=1000, chains=4, target_accept=0.8, random_seed=None,
-           progressbar=True, low_memory=True, compiler_options=None):
+           progressbar=True, low_memory=True, compiler_options=None, dense_mass=False):
     """NUTS on ``model``; returns ``(InferenceData, seconds spent sampling, compilation included)``.
 
     The posterior holds the free variables on their own scale and the
     deterministics, without the builder's ``*__raw`` coordinates; the
     sample stats ``lp``, ``energy``, ``step_size``, ``acceptance_rate``,
-    ``diverging``, ``n_steps``, ``tree_depth``. Cost: the sampler's
+    ``diverging``, ``n_steps``, ``tree_depth``. ``dense_mass`` (the chunked
+    numpyro sampler only) adapts a dense inverse mass matrix
+    (:func:`bayeslmm.sampling.nuts.sample_nuts`). Cost: the sampler's
     leapfrog steps plus one translation and compilation of the log-density.
     """
     check_available(sampler)
+    if dense_mass and not (sampler == "numpyro" and low_memory):
+        raise ValueError(f"dense_mass=True needs sampler='numpyro' with low_memory=True, got sampler={sampler!r}, "
+                         f"low_memory={low_memory!r}.")
     seeds = np.random.default_rng(random_seed).integers(2**30, size=2)
     t0 = time.perf_counter()
     # jaxlib's CPU Cholesky and triangular solves call scipy's OpenBLAS, whose
     # threads fight the parallel chains for the cores: the chains are the parallelism.
     with threadpool_limits(1, "blas"):
         idata = _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressbar, low_memory,
-                        compiler_options)
+                        compiler_options, dense_mass)
     return idata, time.perf_counter() - t0
 
 
-def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressbar, low_memory, compiler_options):
+def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressbar, low_memory, compiler_options,
+            dense_mass=False):
     import jax
 
     if sampler == "pymc":
@@ -192,7 +198,7 @@ def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressb
             samples, stats = sample_nuts(jm.logp, starts, draws=draws, tune=tune, chains=chains,
                                          target_accept=target_accept, random_seed=int(seeds[1]),
                                          chain_method=method, progressbar=progressbar,
-                                         compiler_options=compiler_options)
+                                         compiler_options=compiler_options, dense_mass=dense_mass)
         else:
             samples, stats = _sample_numpyro_mcmc(jm, starts, draws, tune, chains, target_accept, int(seeds[1]),
                                                   progressbar)

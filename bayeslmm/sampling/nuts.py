@@ -62,7 +62,8 @@ STATS = {
 }
 
 
-def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, stan_uturn=True):
+def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, stan_uturn=True,
+                dense_mass=False):
     """``(init, step)``: NumPyro's NUTS transition for ``potential_fn`` (minus the log-density of a pytree).
 
     ``init(key, z, inverse_mass_matrix=None, step_size=1.0)`` returns
@@ -72,10 +73,16 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
     one NUTS transition, adapting during the first ``num_warmup``.
     ``stan_uturn`` adds Stan's checks between subtree halves where the
     installed NumPyro is one :mod:`~bayeslmm.sampling.compat` was checked
-    against. Pure functions: jit, vmap and trace them as any JAX function.
+    against. ``dense_mass`` adapts a dense inverse mass matrix (NumPyro's
+    ``NUTS(dense_mass=True)``) instead of a diagonal one; a one-dimensional
+    ``inverse_mass_matrix`` given to ``init`` then starts it as that diagonal.
+    Pure functions: jit, vmap and trace them as any JAX function.
 
     Cost per transition: the leapfrog steps NUTS takes, each one gradient
-    of ``potential_fn``.
+    of ``potential_fn``; with ``dense_mass`` also an ``n x n``
+    matrix-vector product per step (``n`` unconstrained coordinates) and,
+    during warm-up, an ``n x n`` covariance update per iteration and a
+    Cholesky factorization at the end of each window.
     """
     import jax.numpy as jnp
     from jax import lax, random
@@ -88,7 +95,7 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
 
     tree_builder = compat.build_tree_with_stan_checks if stan_uturn and compat.supported() else build_tree
     kinetic_fn = euclidean_kinetic_energy
-    wa_init, wa_update = warmup_adapter(num_warmup, target_accept_prob=target_accept)
+    wa_init, wa_update = warmup_adapter(num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept)
     vv_init, vv_update = velocity_verlet(potential_fn, kinetic_fn)
     max_delta_energy = 1000.0
 
@@ -187,7 +194,7 @@ def _chunk_program(step, length):
 
 def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0.8, random_seed=None,
                 chain_method="parallel", progressbar=False, curvature_start=True, stan_uturn=True,
-                inverse_mass_matrix=None, compiler_options=None):
+                inverse_mass_matrix=None, compiler_options=None, dense_mass=False):
     """Draw ``tune`` + ``draws`` NUTS iterations per chain, at most :data:`CHUNK` per XLA execution.
 
     Parameters
@@ -208,6 +215,9 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
         Stan's extra U-turn checks (:func:`nuts_kernel`).
     compiler_options : dict, optional
         XLA options for the two compilations (:mod:`bayeslmm.sampling.xla`).
+    dense_mass : bool
+        Adapt a dense inverse mass matrix instead of a diagonal one
+        (:func:`nuts_kernel`); the curvature start is then its diagonal.
 
     Returns
     -------
@@ -232,18 +242,18 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
     with jax.enable_x64(True):
         return _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, random_seed,
                             chain_method, progressbar, curvature_start, stan_uturn, inverse_mass_matrix,
-                            compiler_options)
+                            compiler_options, dense_mass)
 
 
 def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, random_seed, chain_method,
-                 progressbar, curvature_start, stan_uturn, inverse_mass_matrix, compiler_options):
+                 progressbar, curvature_start, stan_uturn, inverse_mass_matrix, compiler_options, dense_mass):
     import jax
     import jax.numpy as jnp
 
     def potential(z):
         return -logp_fn(z)
 
-    init, step = nuts_kernel(potential, tune, target_accept, stan_uturn=stan_uturn)
+    init, step = nuts_kernel(potential, tune, target_accept, stan_uturn=stan_uturn, dense_mass=dense_mass)
     if inverse_mass_matrix is not None:
         imm = jnp.asarray(inverse_mass_matrix)
 
