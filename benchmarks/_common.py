@@ -50,7 +50,7 @@ def grad_time(model, repeat=200) -> float:
 
     The log-density is the sampler's own translation (``bayeslmm.sampling.driver.jax_model``), not
     ``pymc.sampling.jax``'s: importing that module sets ``XLA_FLAGS`` to 100 host devices, and a JAX
-    backend started after it runs every later fit of the process 1.1-1.9x slower (docs/benchmarks.md).
+    backend started after it runs every later fit of the process slower (measured in docs/benchmarks.md).
     """
     import jax
     from threadpoolctl import threadpool_limits

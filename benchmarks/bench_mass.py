@@ -8,9 +8,9 @@ could then take fewer leapfrog steps per draw, if those coordinates are
 correlated in the posterior. For each data set and metric, the same model
 (``marginalize="all"``), starts and keys are sampled with
 ``bayeslmm.sample`` (no persistent compilation cache: that is the fit's);
-the table gives sampling seconds (compilation included), leapfrog steps per draw, the adapted step size, min bulk ESS
-over the sampled parameters (fixed effects, SDs, correlations, family
-parameter) and ESS per gradient. The recovered effects are not drawn: both
+the table gives sampling seconds (compilation included), leapfrog steps
+per draw, the adapted step size, min bulk ESS over the sampled parameters
+(fixed effects, SDs, correlations, family parameter) and ESS per gradient. The recovered effects are not drawn: both
 metrics give them the same way from the same kind of parameter draws.
 
     python benchmarks/bench_mass.py
@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
-import arviz as az
 import numpy as np
 
-from _common import RESULTS, add_to_manifest, print_table, write_json
+from _common import RESULTS, add_to_manifest, ess_rhat, print_table, write_json
 from registry import GLMM, family, load
 
 COLS = ["dataset", "plan", "metric", "seed", "coordinates", "sampling_s", "steps_per_draw", "step_size",
@@ -36,28 +34,23 @@ COLS = ["dataset", "plan", "metric", "seed", "coordinates", "sampling_s", "steps
 
 
 def sampled_metrics(idata):
-    """min bulk ESS and max Rhat over the sampled parameters of a fit with every factor marginalized."""
-    post = idata.posterior
-    names = [v for v in post.data_vars if v in ("fixef", "sigma", "shape", "nu") or v.startswith(("sd_", "cor_"))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ess, rhat = az.ess(post[names], method="bulk"), az.rhat(post[names])
-    # A correlation matrix's diagonal is constant 1: no ESS, no Rhat.
-    e = np.concatenate([np.asarray(ess[v]).ravel() for v in names])
-    r = np.concatenate([np.asarray(rhat[v]).ravel() for v in names])
-    return float(np.nanmin(e)), float(np.nanmax(r))
+    """min bulk ESS and max Rhat over the sampled parameters (``_common.ess_rhat``; no effects are recovered here)."""
+    names, ess, rhat = ess_rhat(idata.posterior)
+    # A correlation matrix's diagonal is constant 1: no ESS, no Rhat (NaN).
+    return (float(np.nanmin([np.nanmin(np.asarray(ess[v])) for v in names])),
+            float(np.nanmax([np.nanmax(np.asarray(rhat[v])) for v in names])))
 
 
 def run(name, dense, seed, args):
     from bayeslmm import BayesLMM, sample
-    from bayeslmm.pymc_model import build_model, marginal_data
+    from bayeslmm.pymc_model import build_model
     from bayeslmm.sampling.xla import options_for
 
     data, formula, _ = load(name)
     kw = {"family": family(name)} if name in GLMM else {}
     m = BayesLMM(formula, data, **kw)
     plan = m.plan("all", "laplace" if name in GLMM else None)
-    model = build_model(m.design, m.priors, plan, md=marginal_data(m.design, plan))
+    model = build_model(m.design, m.priors, plan)
     t0 = time.perf_counter()
     idata, _ = sample(model, draws=args.draws, tune=args.tune, chains=args.chains, random_seed=seed,
                       progressbar=False, compiler_options=options_for(0 if plan.sufficient else m.design.n),

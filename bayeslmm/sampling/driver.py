@@ -178,7 +178,7 @@ def sample(model, *, sampler="numpyro", draws=1000, tune=1000, chains=4, target_
 
 
 def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressbar, low_memory, compiler_options,
-            dense_mass=False):
+            dense_mass):
     import jax
 
     if sampler == "pymc":
