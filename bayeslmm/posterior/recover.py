@@ -158,12 +158,15 @@ def padded(arrays, S, pad):
 
 
 def chunk_keys(n, chunk, random_seed):
-    """Start of every chunk of ``n`` (padded) draws and one random key per chunk, split in chunk order."""
+    """Start of every chunk of ``n`` (padded) draws and one random key per chunk, split in chunk order.
+
+    The keys are a host array: indexing a device array compiles a small XLA program per shape.
+    """
     import jax
 
     key = jax.random.PRNGKey(np.random.default_rng(random_seed).integers(2**31))
     starts = list(range(0, n, chunk))
-    return starts, jax.random.split(key, len(starts))
+    return starts, np.asarray(jax.random.split(key, len(starts)))
 
 
 def run_chunks(one, n_chunks):

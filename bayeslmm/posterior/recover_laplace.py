@@ -58,7 +58,6 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
     so the draws do not depend on how many threads run them.
     """
     import jax
-    import jax.numpy as jnp
 
     from bayeslmm.pymc_model.laplace import laplace_offset, laplace_phi_name
     from bayeslmm.sampling.xla import options_for
@@ -87,8 +86,8 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
         for b, r in zip(sampled, r_sampled):
             off += np.einsum("snd,nd->sn", r[sl][:, b.group_index, :], b.values)
         with jax.enable_x64(True):  # per thread
-            us = run(subs[i], jnp.asarray(beta[sl]), [jnp.asarray(L[sl]) for L in Ls], jnp.asarray(off),
-                     None if phi is None else jnp.asarray(phi[sl]))
+            # Host arrays as they are: jnp.asarray would compile a copy program per shape.
+            us = run(subs[i], beta[sl], [L[sl] for L in Ls], off, None if phi is None else phi[sl])
             return [np.asarray(u) for u in us]
 
     store_effects(idata, design, md, run_chunks(one, len(starts)), S)

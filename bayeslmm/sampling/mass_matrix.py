@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COORDINATEWISE", "curvature_inverse_mass"]
+__all__ = ["COORDINATEWISE", "curvature_and_gradient", "curvature_inverse_mass"]
 
 #: Parameter arrays up to this size get their curvature one coordinate at a
 #: time; larger ones (the per-level effects of sampled factors) keep 1.
@@ -55,6 +55,29 @@ def curvature_inverse_mass(potential, params, eps=1e-3, coordinatewise=COORDINAT
     taken in one ``fori_loop`` so that the potential is compiled once.
     Traceable: call it inside the jitted initialisation.
     """
+    return _curvature(lambda p: (potential(p), ()), params, eps, coordinatewise)[0]
+
+
+def curvature_and_gradient(potential, params, eps=1e-3, coordinatewise=COORDINATEWISE):
+    """``(inverse mass, U(params), grad U(params))``: :func:`curvature_inverse_mass` and what a chain's start needs.
+
+    The same second differences, from evaluations of the potential and its
+    gradient; the last evaluation is at ``params`` itself, so its value and
+    gradient are returned too, for the integrator's initial state. A
+    chain's initialisation then holds one copy of the gradient program
+    rather than a potential-only copy for the curvature beside a gradient
+    one, which is what its compilation time goes on.
+
+    Cost: ``2 n_small + 1`` evaluations of the potential and its gradient
+    (about three potentials each), in one ``fori_loop``. Traceable.
+    """
+    import jax
+
+    return _curvature(jax.value_and_grad(potential), params, eps, coordinatewise)
+
+
+def _curvature(evaluate, params, eps, coordinatewise):
+    """``(inverse mass, U(params), extra(params))`` for ``evaluate(p) -> (U(p), extra(p))``."""
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
@@ -68,20 +91,25 @@ def curvature_inverse_mass(potential, params, eps=1e-3, coordinatewise=COORDINAT
         start += size
     inv = jnp.ones_like(flat)
     if not coords:
-        return inv
+        return (inv,) + tuple(evaluate(params))
     n = len(coords)
     # Step k evaluates U at flat + sign[k] eps e_index[k] and adds it to slot[k]:
     # +eps and -eps for each coordinate, then the centre (sign 0) into slot n.
-    # One evaluation per step keeps a single copy of the potential in the program.
+    # One evaluation per step keeps a single copy of the potential in the program;
+    # the centre comes last, so the carried ``extra`` ends as the centre's.
     index = jnp.asarray(np.append(np.repeat(coords, 2), 0))
     sign = jnp.asarray(np.append(np.tile([1.0, -1.0], n), 0.0))
     slot = jnp.asarray(np.append(np.repeat(np.arange(n), 2), n))
 
-    def body(k, acc):
+    def body(k, carry):
+        acc, _ = carry
         u = (sign[k] * eps) * jax.nn.one_hot(index[k], flat.size, dtype=flat.dtype)
-        return acc.at[slot[k]].add(potential(unravel(flat + u)))
+        value, extra = evaluate(unravel(flat + u))
+        return acc.at[slot[k]].add(value), extra
 
-    sums = jax.lax.fori_loop(0, 2 * n + 1, body, jnp.zeros(n + 1, flat.dtype))
+    extra0 = jax.eval_shape(evaluate, params)[1]
+    extra0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), extra0)
+    sums, extra = jax.lax.fori_loop(0, 2 * n + 1, body, (jnp.zeros(n + 1, flat.dtype), extra0))
     h = (sums[:n] - 2.0 * sums[n]) / eps**2
     h = jnp.where(jnp.isfinite(h) & (h > 0), h, 1.0)
-    return inv.at[jnp.asarray(coords)].set(jnp.clip(1.0 / h, *_BOUNDS))
+    return inv.at[jnp.asarray(coords)].set(jnp.clip(1.0 / h, *_BOUNDS)), sums[n], extra

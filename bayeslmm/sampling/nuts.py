@@ -34,7 +34,7 @@ import numpy as np
 
 from .heap import release_freed_memory
 from .interrupt import check_interrupt
-from .mass_matrix import curvature_inverse_mass
+from .mass_matrix import curvature_and_gradient
 
 __all__ = ["CHUNK", "CHUNK_SECONDS", "RESTART_AT", "STATS", "nuts_kernel", "restart_iterations", "sample_nuts"]
 
@@ -66,10 +66,11 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
                 dense_mass=False):
     """``(init, step)``: NumPyro's NUTS transition for ``potential_fn`` (minus the log-density of a pytree).
 
-    ``init(key, z, inverse_mass_matrix=None, step_size=1.0)`` returns
-    NumPyro's ``HMCState`` at ``z``, as NumPyro's ``NUTS.init`` would with
-    the same key (warm-up adaptation starting from that step size and
-    inverse mass matrix, the identity if None); ``step(state)``
+    ``init(key, z, inverse_mass_matrix=None, potential_energy=None, z_grad=None, step_size=1.0)``
+    returns NumPyro's ``HMCState`` at ``z``, as NumPyro's ``NUTS.init``
+    would with the same key (warm-up adaptation starting from that step
+    size and inverse mass matrix, the identity if None; the potential and
+    its gradient at ``z`` are evaluated unless both are given); ``step(state)``
     one NUTS transition, adapting during the first ``num_warmup``.
     ``stan_uturn`` adds Stan's checks between subtree halves where the
     installed NumPyro is one :mod:`~bayeslmm.sampling.compat` was checked
@@ -99,7 +100,7 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
     vv_init, vv_update = velocity_verlet(potential_fn, kinetic_fn)
     max_delta_energy = 1000.0
 
-    def init(key, z, inverse_mass_matrix=None, step_size=1.0):
+    def init(key, z, inverse_mass_matrix=None, potential_energy=None, z_grad=None, step_size=1.0):
         # NumPyro's NUTS.init splits off a key for its model initialisation, then hmc's init_kernel splits three.
         key = random.split(key)[0]
         key_hmc, key_wa, key_momentum = random.split(key, 3)
@@ -107,7 +108,7 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
         wa_state = wa_init(z_info, key_wa, lax.convert_element_type(step_size, jnp.result_type(float)),
                            inverse_mass_matrix=inverse_mass_matrix)
         r = momentum_generator(z, wa_state.mass_matrix_sqrt, key_momentum)
-        vv_state = vv_init(z, r)
+        vv_state = vv_init(z, r, potential_energy, z_grad)
         energy = vv_state.potential_energy + kinetic_fn(wa_state.inverse_mass_matrix, vv_state.r)
         zero = jnp.array(0, dtype=jnp.result_type(int))
         return HMCState(zero, vv_state.z, vv_state.z_grad, vv_state.potential_energy, energy, None, None, zero,
@@ -229,10 +230,10 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
     Notes
     -----
     Cost: NUTS's leapfrog steps, plus one compilation of the chunk program
-    and one of the initialisation (one gradient, the step-size search and,
-    with ``curvature_start``, ``2 n + 1`` potentials for the ``n`` small
-    parameters), compiled side by side; per chunk, one dispatch and a copy
-    of its draws to the host. Raises ``ValueError`` if a chain's starting
+    and one of the initialisation (the step-size search and, with
+    ``curvature_start``, ``2 n + 1`` potentials and gradients for the ``n``
+    small parameters, else one gradient), compiled side by side; per chunk,
+    one dispatch and a copy of its draws to the host. Raises ``ValueError`` if a chain's starting
     point has a non-finite log-density or gradient.
     """
     import jax
@@ -261,14 +262,16 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
             return init(key, z, imm)
     elif curvature_start:
         def start(key, z):
-            return init(key, z, curvature_inverse_mass(potential, z))
+            return init(key, z, *curvature_and_gradient(potential, z))
     else:
         start = init
 
     if random_seed is None:
         random_seed = int(np.random.default_rng().integers(2**31))
-    keys = jax.random.split(jax.random.PRNGKey(random_seed), chains)
-    params = [jnp.asarray(p) for p in initial_points]
+    # Host arrays: the compiled programs take them as they are, where indexing
+    # or converting device arrays compiles one small XLA program per shape.
+    keys = np.asarray(jax.random.split(jax.random.PRNGKey(random_seed), chains))
+    params = [np.asarray(p) for p in initial_points]
     program = _chunk_program(step, min(CHUNK, tune + draws))
     restart_at = restart_iterations(tune, curvature_start and inverse_mass_matrix is None)
     samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]

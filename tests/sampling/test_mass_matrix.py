@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayeslmm.sampling.mass_matrix import COORDINATEWISE, curvature_inverse_mass
+from bayeslmm.sampling.mass_matrix import COORDINATEWISE, curvature_and_gradient, curvature_inverse_mass
 
 
 def test_small_arrays_get_the_inverse_hessian_diagonal_large_ones_keep_one():
@@ -50,3 +50,29 @@ def test_non_finite_potential_and_clipping():
     inv = np.asarray(curvature_inverse_mass(potential, [jnp.asarray(0.5), jnp.asarray(0.0)]))
     assert inv[0] == 1.0      # infinite on one side: no curvature read
     assert inv[1] == 1e-10    # 1 / 2e14, clipped
+
+
+def test_curvature_start_gives_the_same_matrix_and_the_potential_and_gradient_at_the_point():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(3, 3))
+    big = COORDINATEWISE + 2
+
+    def potential(p):
+        x = jnp.concatenate([jnp.atleast_1d(p[0]), p[1]])
+        return jnp.sum(jnp.exp(0.3 * x)) + 0.5 * x @ jnp.asarray(A @ A.T) @ x + jnp.sum(jnp.sin(p[2]) ** 2)
+
+    with jax.enable_x64(True):
+        params = [jnp.asarray(0.4), jnp.asarray(rng.normal(size=2)), jnp.asarray(rng.normal(size=(big,)))]
+        inv, u, grad = jax.jit(lambda p: curvature_and_gradient(potential, p))(params)
+        np.testing.assert_allclose(np.asarray(inv), np.asarray(curvature_inverse_mass(potential, params)),
+                                   rtol=1e-10)
+        assert float(u) == pytest.approx(float(potential(params)), rel=1e-14)
+        want = jax.grad(potential)(params)
+        assert [np.shape(g) for g in grad] == [np.shape(g) for g in want]
+        for g, w in zip(grad, want):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-14)
+        # no small array: the matrix is all ones, the value and gradient still those at the point
+        inv, u, grad = curvature_and_gradient(lambda p: potential([p[0][0], p[0][1:3], p[0][3:]]),
+                                       [jnp.concatenate([jnp.atleast_1d(t) for t in params])], coordinatewise=0)
+        np.testing.assert_array_equal(np.asarray(inv), 1.0)
+        assert float(u) == pytest.approx(float(potential(params)), rel=1e-14)
