@@ -19,7 +19,8 @@ import numpy as np
 
 from .moments import least_squares, moment_sds
 
-__all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost", "grad_seconds", "grads_per_draw_factor",
+__all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost", "grad_seconds", "grad_seconds_terms", "GRAD_CONSTANTS",
+           "grads_per_draw_factor",
            "level_information", "laplace_grad_seconds", "laplace_accuracy_warning", "APPROXIMATIONS"]
 
 APPROXIMATIONS = (None, "laplace")
@@ -72,44 +73,53 @@ class MarginalizationPlan:
         return text + (f"; {self.reason}" if self.reason else "")
 
 
-# Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10,
-# float64; benchmarks/results/latest/plans/plans_small.json and plans_insteval.json;
-# _DENSE_ROW_S re-measured on plans_seeds.json after the kernel rewrite:
-# 2.5-3.1 us on dillonE1, eeg and crossed 50x40); see
-# docs/marginalization.md for the derivation and the check of the choices.
-_OVERHEAD_S = 1.2e-4      # one log-density + gradient evaluation, any plan
-_DENSE_ROW_S = 3.0e-6     # per row of the dense (Schur) part: XLA's sequential Cholesky steps
-_ROW_S = 5.6e-9           # per row and per column touched (X, gathers, scatter-adds)
-_FLOP_S = 2.0e-11         # per flop of the dense blocked Cholesky (BLAS-3 rate)
+# Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10, float64, one JAX
+# device): benchmarks/bench_grad_cost.py times one log-density + gradient of every plan of every
+# Gaussian registry data set (45 plans, benchmarks/results/latest/grad_cost.json) and fits these four
+# by non-negative least squares on the relative error; see docs/marginalization.md.
+_OVERHEAD_S = 1.23e-4     # one log-density + gradient evaluation, any plan
+_DENSE_ROW_S = 2.53e-6    # per row of the dense (Schur) part: XLA's sequential Cholesky steps
+_ROW_S = 1.96e-9          # per row and per column touched (X, gathers, scatter-adds)
+_FLOP_S = 1.26e-11        # per flop of the dense blocked Cholesky (BLAS-3 rate)
 _MIX_PER_INFO = 1.0       # extra gradients per effective draw, per unit of a sampled factor's information
 _MIX_PER_FACTOR = 1.0     # extra gradients per effective draw for any sampled factor, however little informed
+#: The constants of :func:`grad_seconds`, in the order of :func:`grad_seconds_terms`.
+GRAD_CONSTANTS = (_OVERHEAD_S, _ROW_S, _FLOP_S, _DENSE_ROW_S)
+
+
+def grad_seconds_terms(design, marginalized) -> tuple:
+    """The four terms of :func:`grad_seconds`, each the count its constant multiplies.
+
+    ``(1, row operations, flops, dense rows)``: the overhead's 1; N (p + 1 +
+    sum_k d_k) row operations unless every factor is marginalized (then
+    sum_k M_k d_k (p + 1): the likelihood uses sufficient statistics); the
+    flops of the blocked factorization, 6 (M_1 d_1^3 + M_1 d_1 D2^2 + D2^3 / 3)
+    (multiply-add, and the gradient at twice the value), block 1 the largest
+    marginalized factor and D2 the size of the others; and D2. O(number of factors).
+    """
+    blocks = [b for b in design.blocks if b.name in marginalized]
+    sampled = [b for b in design.blocks if b.name not in marginalized]
+    n, p = design.n, len(design.fixed_names)
+    if sampled or not blocks:
+        rows = n * (p + 1 + sum(b.dim for b in design.blocks))
+    else:
+        rows = sum(b.size for b in blocks) * (p + 1)
+    flops, d2 = 0.0, 0
+    if blocks:
+        b1, rest = blocks[0], blocks[1:]
+        d2 = sum(b.size for b in rest)
+        flops = 6 * (b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3)
+    return 1.0, float(rows), float(flops), float(d2)
 
 
 def grad_seconds(design, marginalized) -> float:
     """Predicted seconds of one log-density + gradient evaluation under a plan.
 
-    ``_OVERHEAD_S`` + rows term + dense term, where the rows term is
-    N (p + sum_k d_k) row operations unless every factor is marginalized
-    (then the likelihood uses sufficient statistics and costs O(D p)), and the
-    dense term counts the flops of the blocked factorization (block 1 the
-    largest marginalized factor, D2 the size of the others):
-    M_1 d_1^3 + M_1 d_1 D2^2 + D2^3 / 3, times 6 (multiply-add, and the
-    gradient at twice the value).
+    ``_OVERHEAD_S`` + ``_ROW_S`` x row operations + ``_FLOP_S`` x flops of
+    the blocked factorization + ``_DENSE_ROW_S`` x rows of its dense part:
+    the terms of :func:`grad_seconds_terms`. O(number of factors).
     """
-    blocks = [b for b in design.blocks if b.name in marginalized]
-    sampled = [b for b in design.blocks if b.name not in marginalized]
-    n, p = design.n, len(design.fixed_names)
-    t = _OVERHEAD_S
-    if sampled or not blocks:
-        t += _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
-    else:
-        t += _ROW_S * sum(b.size for b in blocks) * (p + 1)
-    if blocks:
-        b1, rest = blocks[0], blocks[1:]
-        d2 = sum(b.size for b in rest)
-        flops = b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3
-        t += 6 * _FLOP_S * flops + _DENSE_ROW_S * d2
-    return t
+    return float(np.dot(grad_seconds_terms(design, marginalized), GRAD_CONSTANTS))
 
 
 # A Laplace evaluation is a Newton solve: K steps, each a row pass, a re-accumulation of the Gram

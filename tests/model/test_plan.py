@@ -3,7 +3,7 @@
 import pytest
 
 from bayeslmm import BayesLMM
-from bayeslmm.model.plan import grad_seconds, grads_per_draw_factor
+from bayeslmm.model.plan import GRAD_CONSTANTS, grad_seconds, grad_seconds_terms, grads_per_draw_factor
 from bayeslmm.simulate import simulate_crossed, simulate_insteval_shaped
 
 
@@ -43,10 +43,28 @@ def test_cost_model_properties(crossed):
     # sufficient statistics: the all-factor plan's gradient cost does not grow with N
     big = BayesLMM("y ~ cond + (cond | subj) + (1 | item)", simulate_crossed(20, 10, reps=50, seed=0)[0]).design
     assert grad_seconds(big, ("subj", "item")) == pytest.approx(grad_seconds(d, ("subj", "item")))
-    assert grad_seconds(big, ()) > 3 * grad_seconds(d, ())
+    # rows mode: the part above the fixed overhead grows with N (50x the rows here)
+    over = GRAD_CONSTANTS[0]
+    assert grad_seconds(big, ()) - over == pytest.approx(big.n / d.n * (grad_seconds(d, ()) - over))
+    assert big.n > 10 * d.n
     # every sampled factor makes mixing worse
     assert grads_per_draw_factor(d, ("subj", "item")) == 1.0
     assert grads_per_draw_factor(d, ()) > grads_per_draw_factor(d, ("item",)) > 1.0
+
+
+def test_cost_terms_count_rows_and_flops_by_hand(crossed):
+    """subj: 20 levels x 2 effects, item: 10 x 1; 2 fixed effects; the terms written out for three plans."""
+    d = crossed.design
+    n = d.n
+    assert grad_seconds_terms(d, ()) == (1.0, n * (2 + 1 + 3), 0.0, 0.0)
+    # item sampled: rows mode; block 1 is subj (40 > 10), no dense part
+    assert grad_seconds_terms(d, ("subj",)) == (1.0, n * 6, 6 * 20 * 8, 0.0)
+    # both: sufficient statistics (40 + 10 effects x (p + 1)), D2 = 10 for item
+    assert grad_seconds_terms(d, ("subj", "item")) == pytest.approx(
+        (1.0, 50 * 3, 6 * (20 * 8 + 40 * 100 + 1000 / 3), 10.0))
+    for plan in [(), ("item",), ("subj", "item")]:
+        assert grad_seconds(d, plan) == pytest.approx(
+            sum(t * c for t, c in zip(grad_seconds_terms(d, plan), GRAD_CONSTANTS)), rel=1e-12)
 
 
 def test_a_sampled_factor_costs_something_even_without_information():
