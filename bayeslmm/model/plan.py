@@ -75,7 +75,7 @@ class MarginalizationPlan:
 
 # Calibrated on this project's benchmark machine (2-core x86-64 CPU, JAX 0.10, float64, one JAX
 # device): benchmarks/bench_grad_cost.py times one log-density + gradient of every plan of every
-# Gaussian registry data set (45 plans, benchmarks/results/latest/grad_cost.json) and fits these four
+# Gaussian registry data set (46 plans, benchmarks/results/latest/grad_cost.json) and fits these four
 # by non-negative least squares on the relative error; see docs/marginalization.md.
 _OVERHEAD_S = 1.23e-4     # one log-density + gradient evaluation, any plan
 _DENSE_ROW_S = 2.53e-6    # per row of the dense (Schur) part: XLA's sequential Cholesky steps
