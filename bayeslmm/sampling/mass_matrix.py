@@ -13,7 +13,9 @@ finished run (docs/marginalization.md has the counts). NumPyro's adaptation
 takes over from there unchanged.
 
 Used by the chunked sampler (:mod:`bayeslmm.sampling.nuts`), inside the
-compiled initialisation of each chain.
+compiled initialisation of each chain, as :func:`curvature_and_gradient`,
+which also gives the potential and gradient at the start that the
+integrator's first state needs.
 """
 
 from __future__ import annotations

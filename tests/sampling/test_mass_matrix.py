@@ -52,7 +52,7 @@ def test_non_finite_potential_and_clipping():
     assert inv[1] == 1e-10    # 1 / 2e14, clipped
 
 
-def test_curvature_start_gives_the_same_matrix_and_the_potential_and_gradient_at_the_point():
+def test_curvature_and_gradient_gives_the_same_matrix_and_the_value_and_gradient_at_the_point():
     rng = np.random.default_rng(1)
     A = rng.normal(size=(3, 3))
     big = COORDINATEWISE + 2
@@ -72,7 +72,8 @@ def test_curvature_start_gives_the_same_matrix_and_the_potential_and_gradient_at
         for g, w in zip(grad, want):
             np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-13, atol=1e-14)
         # no small array: the matrix is all ones, the value and gradient still those at the point
-        inv, u, grad = curvature_and_gradient(lambda p: potential([p[0][0], p[0][1:3], p[0][3:]]),
-                                       [jnp.concatenate([jnp.atleast_1d(t) for t in params])], coordinatewise=0)
+        flat = [jnp.concatenate([jnp.atleast_1d(t) for t in params])]
+        inv, u, grad = curvature_and_gradient(lambda p: potential([p[0][0], p[0][1:3], p[0][3:]]), flat,
+                                              coordinatewise=0)
         np.testing.assert_array_equal(np.asarray(inv), 1.0)
         assert float(u) == pytest.approx(float(potential(params)), rel=1e-14)
