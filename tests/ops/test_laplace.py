@@ -328,3 +328,25 @@ def test_far_start_nested_factors_is_finite_and_matches_dense():
     assert abs(value - ref) < 1e-9 * abs(ref)
     grads = jax.grad(lambda b, L: laplace_logp(md, "poisson", b, L), (0, 1))(jnp.asarray(beta), Ls)
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(grads))
+
+
+def test_elementwise_forms_match_jax_values_and_two_derivatives():
+    """The engine's softplus, logaddexp and sigmoid pair against jax.nn's, at 0 and far out too.
+
+    The gradient of the Laplace density differentiates g and w (first and second derivatives of the
+    log-likelihood) by JAX, so both derivatives must be right, including at eta = 0.
+    """
+    from bayeslmm.ops import laplace as lp
+
+    x = jnp.array([-800.0, -40.0, -3.0, -1e-9, 0.0, 1e-9, 2.5, 40.0, 800.0])
+    cases = [(lp._softplus, jax.nn.softplus),
+             (lambda t: lp._logaddexp(t, 0.7), lambda t: jnp.logaddexp(t, 0.7)),
+             (lambda t: lp._sigmoid_pair(t)[0], jax.nn.sigmoid),
+             (lambda t: lp._sigmoid_pair(t)[1], lambda t: jax.nn.sigmoid(t) * jax.nn.sigmoid(-t))]
+    with jax.enable_x64(True):
+        for f, ref in cases:
+            for k in range(3):
+                got, want = jax.vmap(f)(x), jax.vmap(ref)(x)
+                assert np.all(np.isfinite(got))
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-13, atol=1e-15)
+                f, ref = jax.grad(f), jax.grad(ref)
