@@ -86,9 +86,9 @@ class Family(NamedTuple):
 
 
 # jax.nn.softplus, jnp.logaddexp and jax.nn.sigmoid take their inf and NaN
-# branches elementwise; in float64 on the CPU these forms ran 3.3x (softplus)
-# and 1.8x (the pair g, w) faster over 6,000 rows, and agree to 1e-15. Every
-# Newton step evaluates them over all rows. Each is written by branch
+# branches elementwise, which in float64 on the CPU costs more than the
+# arithmetic (docs/benchmarks.md has the timings); every Newton step
+# evaluates these over all rows. Each is written by branch
 # (x >= 0 or not) so that its derivatives, which the gradient takes of g and
 # w, are those of one smooth branch also at x = 0, where jnp.abs's are not.
 def _nonneg(x):
