@@ -21,21 +21,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from itertools import combinations
 
 import numpy as np
 from scipy.optimize import nnls
 
 from _common import RESULTS, add_to_manifest, grad_time, print_table, write_json
+from bench_plans import plans_for
 from registry import ALL, load
 
 COLS = ["dataset", "plan", "measured_ms", "predicted_ms", "over", "refit_ms", "refit_over"]
 NAMES = ["overhead_s", "row_s", "flop_s", "dense_row_s"]
-
-
-def plans(design):
-    names = [b.name for b in design.blocks]
-    return [()] + [c for k in range(1, len(names)) for c in combinations(names, k)] + [tuple(names)]
 
 
 def measure(name, rounds):
@@ -45,8 +40,8 @@ def measure(name, rounds):
     data, formula, _ = load(name)
     m = BayesLMM(formula, data)
     rows = []
-    for marg in plans(m.design):
-        plan = m.plan(list(marg) if marg else "none")
+    for spec in plans_for(m):
+        plan = m.plan(spec)
         model = build_model(m.design, m.priors, plan)
         predicted = grad_seconds(m.design, plan.marginalized)
         # About 0.2 s per round, at least 3 evaluations: InstEval's "all" takes about half a second each.

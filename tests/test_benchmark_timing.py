@@ -5,6 +5,7 @@ runs every later fit of the process slower (docs/benchmarks.md), so the helpers 
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ print("RESULT", json.dumps({{"seconds": seconds, "pymc_jax": "pymc.sampling.jax"
 
 def test_grad_time_and_timing_hooks_do_not_import_pymc_sampling_jax():
     code = CHILD.format(bench=str(ROOT / "benchmarks"))
-    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stderr[-2000:]

@@ -143,12 +143,11 @@ def laplace_grad_seconds(design, marginalized) -> float:
     blocks = [b for b in design.blocks if b.name in marginalized]
     if not blocks:
         return grad_seconds(design, ())
-    n, p = design.n, len(design.fixed_names)
-    step = _ROW_S * n * (p + 1 + sum(b.dim for b in design.blocks))
-    step += _ROW_S * n * sum(a.dim * b.dim for a in blocks for b in blocks)
-    b1, rest = blocks[0], blocks[1:]
-    d2 = sum(b.size for b in rest)
-    step += 6 * _FLOP_S * (b1.n_levels * b1.dim ** 3 + b1.size * d2 ** 2 + d2 ** 3 / 3) + _DENSE_ROW_S * d2
+    # Rows-mode row operations (those of the plan that samples everything) plus the Gram
+    # accumulation; the factorization's terms are the plan's own.
+    rows = grad_seconds_terms(design, ())[1] + design.n * sum(a.dim * b.dim for a in blocks for b in blocks)
+    _, _, flops, d2 = grad_seconds_terms(design, marginalized)
+    step = _ROW_S * rows + _FLOP_S * flops + _DENSE_ROW_S * d2
     return _OVERHEAD_S + (_NEWTON_STEPS + 1) * step
 
 

@@ -57,7 +57,7 @@ def curvature_inverse_mass(potential, params, eps=1e-3, coordinatewise=COORDINAT
     taken in one ``fori_loop`` so that the potential is compiled once.
     Traceable: call it inside the jitted initialisation.
     """
-    return _curvature(lambda p: (potential(p), ()), params, eps, coordinatewise)[0]
+    return _curvature(lambda p: (potential(p), ()), (), params, eps, coordinatewise)[0]
 
 
 def curvature_and_gradient(potential, params, eps=1e-3, coordinatewise=COORDINATEWISE):
@@ -74,12 +74,18 @@ def curvature_and_gradient(potential, params, eps=1e-3, coordinatewise=COORDINAT
     (about three potentials each), in one ``fori_loop``. Traceable.
     """
     import jax
+    import jax.numpy as jnp
 
-    return _curvature(jax.value_and_grad(potential), params, eps, coordinatewise)
+    return _curvature(jax.value_and_grad(potential), jax.tree.map(jnp.zeros_like, params), params, eps,
+                      coordinatewise)
 
 
-def _curvature(evaluate, params, eps, coordinatewise):
-    """``(inverse mass, U(params), extra(params))`` for ``evaluate(p) -> (U(p), extra(p))``."""
+def _curvature(evaluate, extra0, params, eps, coordinatewise):
+    """``(inverse mass, U(params), extra(params))`` for ``evaluate(p) -> (U(p), extra(p))``.
+
+    ``extra0``: zeros shaped like ``extra``, the loop's first carry (given, so that the potential is not traced
+    once more only to read its output's shapes).
+    """
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
@@ -109,8 +115,6 @@ def _curvature(evaluate, params, eps, coordinatewise):
         value, extra = evaluate(unravel(flat + u))
         return acc.at[slot[k]].add(value), extra
 
-    extra0 = jax.eval_shape(evaluate, params)[1]
-    extra0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), extra0)
     sums, extra = jax.lax.fori_loop(0, 2 * n + 1, body, (jnp.zeros(n + 1, flat.dtype), extra0))
     h = (sums[:n] - 2.0 * sums[n]) / eps**2
     h = jnp.where(jnp.isfinite(h) & (h > 0), h, 1.0)
