@@ -136,15 +136,29 @@ def prepare(name, data, formula, workdir):
     else:
         resp = re.sub(r"\W+", "_", lhs).strip("_")
     groups = [b.name for b in model.design.blocks]
-    missing = [g for g in groups if g not in data.columns]
-    if missing:
-        raise SystemExit(f"{name}: grouping factors {missing} are not plain columns; not supported here")
+    # An interaction factor (lme4's ``(1 | dept:service)``) is written as one column of its level labels,
+    # under a plain name that every tool's formula reads; the model is the same.
+    combined = {}
+    for g in groups:
+        parts = g.split(":")
+        if g in data.columns:
+            continue
+        plain = "_".join(parts)
+        if len(parts) < 2 or not all(p in data.columns for p in parts) or plain in data.columns:
+            raise SystemExit(f"{name}: grouping factor {g} is not a plain column or an interaction of columns; "
+                             "not supported here")
+        combined[g] = plain
+        rhs = re.sub(rf"(\|\s*){re.escape(g)}(\s*\))", rf"\g<1>{plain}\g<2>", rhs)
     preds = [c for c in data.columns if c not in groups and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", rhs)]
     df = pd.DataFrame({resp: model.design.y})
     for c in preds:
         df[c] = data[c].to_numpy()
     for g in groups:
-        df[g] = data[g].astype(str).to_numpy()
+        if g in combined:
+            df[combined[g]] = data[g.split(":")].astype(str).agg(":".join, axis=1).to_numpy()
+        else:
+            df[g] = data[g].astype(str).to_numpy()
+    groups = [combined.get(g, g) for g in groups]
     path = Path(workdir) / f"{name}.csv"
     df.to_csv(path, index=False)
     f_cor = f"{resp} ~ {rhs}"

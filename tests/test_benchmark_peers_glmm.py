@@ -187,3 +187,22 @@ def test_named_run_adds_its_manifest_entry_and_keeps_the_rest(tmp_path):
     _common.add_to_manifest(fresh, ["a.json"])  # a partial write, then the final one: one record
     doc = json.loads((fresh / "manifest.json").read_text())
     assert doc["files"] == ["a.json"] and "additions" not in doc
+
+
+def test_gaussian_interaction_factor_becomes_one_column_with_the_same_model(tmp_path):
+    """lme4's ``(1 | a:b)`` is handed to every tool as one column of level labels under a plain name."""
+    rng = np.random.default_rng(0)
+    n = 240
+    data = pd.DataFrame({"s": rng.integers(20, size=n).astype(str), "a": rng.integers(4, size=n).astype(str),
+                         "b": rng.integers(2, size=n)})
+    data["y"] = rng.normal(size=n) + data["b"]
+    formula = "y ~ 1 + b + (1 | s) + (1 | a:b)"
+    spec = peers.prepare("toy", data, formula, tmp_path)
+    assert spec["formula"] == "y ~ 1 + b + (1 | s) + (1 | a_b)" and spec["groups"] == ["s", "a_b"]
+    csv = pd.read_csv(spec["data"], dtype={"s": str, "a_b": str})
+    assert set(csv["a_b"]) == set(data["a"] + ":" + data["b"].astype(str))
+    orig, handed = _design(formula, data, "gaussian"), _design(spec["formula"], csv, "gaussian")
+    assert [b.n_levels for b in handed.blocks] == [b.n_levels for b in orig.blocks]
+    np.testing.assert_allclose(handed.X, orig.X)
+    with pytest.raises(SystemExit, match="interaction of columns"):  # its plain name is taken
+        peers.prepare("toy", data.assign(a_b=1.0), formula, tmp_path)

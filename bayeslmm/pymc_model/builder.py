@@ -221,6 +221,10 @@ def _centring(design, plan, partial_centring):
     return out
 
 
+#: Mean centring weight of a crossed factor's intercepts above which they are centred on the model intercept.
+INTERCEPT_CENTRE_W = 0.75
+
+
 def _intercept_centred(design, centring):
     """The sampled factor whose intercepts are centred on the model intercept when no factor is nested in another.
 
@@ -233,11 +237,14 @@ def _intercept_centred(design, centring):
     see ``z_j`` directly where ``w_j = 1``, as for a nested factor's parent.
     Crossed factors all add to the same intercept, so only one can take it:
     the one whose intercepts are the most centred (mean weight over levels),
-    if that mean exceeds 1/2; else None. Cost O(sum of levels).
+    if that mean exceeds :data:`INTERCEPT_CENTRE_W`; else None. Below it the
+    prior's pull ``z_j ~ N(w_j Intercept, ...)`` over many levels ties the
+    intercept to the ``z_j`` more than the data did (docs/benchmarks.md has
+    both cases). Cost O(sum of levels).
     """
     if not design.has_intercept:
         return None
-    best, best_w = None, 0.5
+    best, best_w = None, INTERCEPT_CENTRE_W
     for b in design.blocks:
         if b.name not in centring or "Intercept" not in b.terms:
             continue

@@ -58,12 +58,30 @@ class JaxModel:
     model: object
 
     def initial_points(self, chains: int, seed) -> list:
-        """Jittered starts (PyMC's: uniform(-1, 1) around each variable's initial value, unconstrained), stacked per chain."""
-        from pymc.initial_point import make_initial_point_fn
+        """Jittered starts (PyMC's: uniform(-1, 1) around each variable's initial value, unconstrained), stacked per chain.
 
-        fn = make_initial_point_fn(model=self.model, jitter_rvs=set(self.model.free_RVs), return_transformed=True)
-        seeds = np.random.default_rng(seed).integers(2**30, size=chains)
-        points = [fn(int(s)) for s in seeds]
+        The values of ``pymc.initial_point.make_initial_point_fn`` with the
+        same seeds. Its graph is compiled here with PyTensor's Python linker:
+        the default virtual machine imports PyTensor's C backend (and with it
+        setuptools) the first time in a process, for a handful of scalar ops.
+        Cost: one graph evaluation per chain.
+        """
+        from pymc.initial_point import make_initial_point_expression
+        from pymc.pytensorf import compile as compile_pymc
+        from pymc.pytensorf import find_rng_nodes, replace_rng_nodes, reseed_rngs
+        from pytensor.compile.mode import Mode
+
+        m = self.model
+        exprs = make_initial_point_expression(
+            free_rvs=m.free_RVs, rvs_to_transforms=m.rvs_to_transforms, initval_strategies=dict(m.rvs_to_initial_values),
+            jitter_rvs=set(m.free_RVs), default_strategy="support_point", return_transformed=True)
+        fn = compile_pymc(inputs=[], outputs=replace_rng_nodes(exprs), mode=Mode(linker="py", optimizer="fast_compile"))
+        rngs = find_rng_nodes(fn.maker.fgraph.outputs)
+        names = [m.rvs_to_values[rv].name for rv in m.free_RVs]
+        points = []
+        for s in np.random.default_rng(seed).integers(2**30, size=chains):
+            reseed_rngs(rngs, int(s))
+            points.append(dict(zip(names, fn())))
         return [np.stack([np.asarray(p[n], dtype=np.float64) for p in points]) for n in self.value_names]
 
 

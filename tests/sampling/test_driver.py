@@ -90,3 +90,44 @@ def test_nutpie_fits_a_correlated_block():
         off = np.abs(np.asarray(ma - mb)) > 5 * np.asarray(se) + 1e-9
         assert not off.any(), (name, np.asarray(ma), np.asarray(mb), np.asarray(se))
     assert fits["nutpie"].posterior["cor_g"].shape[-2:] == (2, 2)
+
+
+@pytest.mark.parametrize("family", ["gaussian", "bernoulli"])
+def test_initial_points_are_pymcs(crossed, family):
+    """The jittered starts equal ``pymc.initial_point.make_initial_point_fn``'s for the same seeds, every variable."""
+    from pymc.initial_point import make_initial_point_fn
+
+    from bayeslmm.pymc_model import build_model
+    from bayeslmm.sampling.driver import jax_model
+
+    data = crossed.assign(correct=(crossed["y"] > crossed["y"].median()).astype(int))
+    m = BayesLMM(("correct" if family == "bernoulli" else "y") + " ~ cond + (1 + cond | subj) + (1 | item)", data,
+                 family=family)
+    model = build_model(m.design, m.priors, m.plan("none"))
+    jm = jax_model(model)
+    got = jm.initial_points(3, 7)
+    fn = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
+    seeds = np.random.default_rng(7).integers(2**30, size=3)
+    want = [fn(int(s)) for s in seeds]
+    assert len(got) == len(jm.value_names) >= 5
+    for name, arr in zip(jm.value_names, got):
+        assert arr.shape[0] == 3
+        np.testing.assert_array_equal(arr, np.stack([np.asarray(p[name], dtype=np.float64) for p in want]))
+    # Different chains start at different points.
+    assert not np.array_equal(got[0][0], got[0][1])
+
+
+def test_a_fit_does_not_import_setuptools():
+    """A fit in a fresh process never builds a PyTensor virtual machine, whose C module imports setuptools."""
+    code = textwrap.dedent("""
+        import sys
+        from bayeslmm import BayesLMM
+        from bayeslmm.simulate import simulate_crossed
+        data = simulate_crossed(n_subj=8, n_item=6, seed=0)[0]
+        BayesLMM("y ~ cond + (1 | subj)", data).fit(draws=20, tune=20, chains=1, progressbar=False,
+                                                    marginalize="all", compile_cache=False)
+        print(sorted(m for m in sys.modules if m.startswith(("pytensor.link.c.exceptions", "setuptools"))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
