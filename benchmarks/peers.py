@@ -138,16 +138,13 @@ def prepare(name, data, formula, workdir):
     groups = [b.name for b in model.design.blocks]
     # An interaction factor (lme4's ``(1 | dept:service)``) is written as one column of its level labels,
     # under a plain name that every tool's formula reads; the model is the same.
-    combined = {}
-    for g in groups:
-        parts = g.split(":")
-        if g in data.columns:
-            continue
-        plain = "_".join(parts)
+    combined = {}  # interaction factor -> (its plain name, its columns)
+    for g in (g for g in groups if g not in data.columns):
+        parts, plain = g.split(":"), g.replace(":", "_")
         if len(parts) < 2 or not all(p in data.columns for p in parts) or plain in data.columns:
             raise SystemExit(f"{name}: grouping factor {g} is not a plain column or an interaction of columns; "
                              "not supported here")
-        combined[g] = plain
+        combined[g] = plain, parts
         rhs = re.sub(rf"(\|\s*){re.escape(g)}(\s*\))", rf"\g<1>{plain}\g<2>", rhs)
     preds = [c for c in data.columns if c not in groups and re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", rhs)]
     df = pd.DataFrame({resp: model.design.y})
@@ -155,10 +152,11 @@ def prepare(name, data, formula, workdir):
         df[c] = data[c].to_numpy()
     for g in groups:
         if g in combined:
-            df[combined[g]] = data[g.split(":")].astype(str).agg(":".join, axis=1).to_numpy()
+            plain, parts = combined[g]
+            df[plain] = data[parts].astype(str).agg(":".join, axis=1).to_numpy()
         else:
             df[g] = data[g].astype(str).to_numpy()
-    groups = [combined.get(g, g) for g in groups]
+    groups = [combined[g][0] if g in combined else g for g in groups]
     path = Path(workdir) / f"{name}.csv"
     df.to_csv(path, index=False)
     f_cor = f"{resp} ~ {rhs}"
