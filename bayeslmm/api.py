@@ -15,7 +15,7 @@ import time
 import warnings
 
 from .model import build_design, prior_table, resolve_plan, resolve_priors
-from .model.plan import laplace_accuracy_warning
+from .model.plan import laplace_accuracy_warning, run_seconds
 from .model.checks import check_bool, check_choice, check_positive_int, check_probability, check_random_seed
 from .distributed import check_dask_plan, dask_design, is_dask_frame
 from .posterior import LMMFit, prior_predictive, recover_effects, start_compiling
@@ -202,7 +202,7 @@ class BayesLMM:
         model = build_model(self.design, self.priors, plan, md=md)
         check_interrupt()
         # A likelihood on sufficient statistics reads no rows per evaluation.
-        options = options_for(0 if plan.sufficient else self.design.n)
+        options = options_for(0 if plan.sufficient else self.design.n, run_seconds(self.design, plan, tune, draws))
         prepared = start_compiling(self.design, plan, md, chains * draws, options) if md is not None else None
         idata, t_sample = sample(model, sampler=sampler, draws=draws, tune=tune, chains=chains,
                                  target_accept=target_accept, random_seed=random_seed, progressbar=progressbar,
@@ -212,7 +212,8 @@ class BayesLMM:
         check_interrupt()
         if md is not None:
             release_freed_memory()
-            recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared)
+            recover_effects(idata, self.design, plan, md, random_seed=random_seed, prepared=prepared,
+                            compiler_options=options)
         t2 = time.perf_counter()
         return idata, model, {"sampling": t_sample, "recover": t2 - t1, "total": t2 - t0}
 

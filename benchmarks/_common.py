@@ -135,6 +135,20 @@ def add_to_manifest(out_dir, files, command=None, **extra) -> Path:
     return path
 
 
+def run_child(code, timeout):
+    """Run ``code`` in a fresh Python process (the repository on its path); the JSON after its last ``RESULT `` line.
+
+    A process that fails or prints no result gives ``{"error": <its last stderr line>}``.
+    """
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+    if r.returncode or not lines:
+        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(lines[-1][7:])
+
+
 def write_json(rows, name, out_dir=None, **extra):
     out = Path(out_dir) if out_dir else RESULTS
     out.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,10 @@ cache files. Writes results/compile.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _common import print_table, write_json, write_manifest
+from _common import print_table, run_child, write_json, write_manifest
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,12 +42,7 @@ print("RESULT", json.dumps({{"fit_s": t2 - t1, "import_s": t1 - t0, "peak_rss_mb
 def child(name, sampler, cache, args):
     code = CHILD.format(here=str(HERE), name=name, sampler=sampler, cache=cache, draws=args.draws,
                         tune=args.tune, chains=args.chains)
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=args.timeout)
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
-    if r.returncode or not lines:
-        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(lines[-1][7:])
+    return run_child(code, args.timeout)
 
 
 def main():

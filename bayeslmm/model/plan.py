@@ -21,7 +21,7 @@ from .moments import least_squares, moment_sds
 
 __all__ = ["MarginalizationPlan", "resolve_plan", "plan_cost", "grad_seconds", "grad_seconds_terms", "GRAD_CONSTANTS",
            "grads_per_draw_factor",
-           "level_information", "laplace_grad_seconds", "laplace_accuracy_warning", "APPROXIMATIONS"]
+           "level_information", "run_seconds", "laplace_grad_seconds", "laplace_accuracy_warning", "APPROXIMATIONS"]
 
 APPROXIMATIONS = (None, "laplace")
 # Families whose likelihood is log-concave in the linear predictor: Newton on the effects converges.
@@ -186,6 +186,34 @@ def grads_per_draw_factor(design, marginalized, info=None) -> float:
 def plan_cost(design, marginalized, info=None) -> float:
     """Predicted seconds per effective draw (up to a constant): gradient time x gradients per draw."""
     return grad_seconds(design, marginalized) * grads_per_draw_factor(design, marginalized, info)
+
+
+#: Leapfrog steps per NUTS iteration that :func:`run_seconds` assumes for a plan that marginalizes every
+#: factor (tree depth 3-4); :func:`grads_per_draw_factor` scales it for the others.
+_STEPS_PER_ITERATION = 10
+#: Warm-ups shorter than this are not predicted: the chunked sampler's curvature restarts and NumPyro's
+#: first mass-matrix window need about as many iterations, and before them trees can reach 2^10 steps.
+_MIN_PREDICTED_TUNE = 200
+
+
+def run_seconds(design, plan, tune, draws) -> float | None:
+    """Predicted seconds of one chain's ``tune + draws`` NUTS iterations under ``plan``: an order of magnitude.
+
+    ``(tune + draws)`` x ``_STEPS_PER_ITERATION`` x :func:`grads_per_draw_factor`
+    gradients of :func:`grad_seconds` (:func:`laplace_grad_seconds` for a
+    Laplace plan); None for a warm-up shorter than ``_MIN_PREDICTED_TUNE``,
+    whose unadapted iterations can cost far more. It decides whether a fit
+    is short enough that compile time is worth more than run time
+    (:func:`bayeslmm.sampling.xla.options_for`), not which plan wins.
+    O(number of factors) when every factor is marginalized, else O(N p^2)
+    (the moment estimates of :func:`level_information`).
+    """
+    if tune < _MIN_PREDICTED_TUNE:
+        return None
+    marg = plan.marginalized
+    grad = laplace_grad_seconds(design, marg) if plan.approximation else grad_seconds(design, marg)
+    factor = grads_per_draw_factor(design, marg) if plan.sampled else 1.0
+    return float((tune + draws) * _STEPS_PER_ITERATION * factor * grad)
 
 
 # Below these median counts (trials per level and per effect of the factor for bernoulli/binomial, rows

@@ -90,14 +90,16 @@ def start_compiling(design, plan, md, n_samples, compiler_options=None) -> Prepa
     return Prepared(n_samples, fut)
 
 
-def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepared | None = None) -> None:
+def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepared | None = None,
+                    compiler_options=None) -> None:
     """Add ``r_<factor>`` for every marginalized factor to ``idata.posterior`` (in place).
 
     Needs ``fixef``, ``sigma`` and ``L_<factor>`` in the posterior (the
     builder registers ``L_<factor>`` for marginalized factors; it is removed
     here once used), plus ``r_<factor>`` of the sampled factors for partial
     plans. ``prepared``: the loop compiled ahead by :func:`start_compiling`
-    (used when it was compiled for this many draws).
+    (used when it was compiled for this many draws). ``compiler_options``:
+    XLA options (:mod:`bayeslmm.sampling.xla`) for a Laplace plan's loop, which is compiled here.
 
     The chunks of draws run in :func:`_workers` threads, each with its own
     random key (split in chunk order, so the draws do not depend on the
@@ -113,7 +115,8 @@ def recover_effects(idata, design, plan, md, random_seed=None, prepared: Prepare
     if plan.approximation == "laplace":
         from .recover_laplace import recover_laplace_effects
 
-        return recover_laplace_effects(idata, design, plan, md, random_seed=random_seed)
+        return recover_laplace_effects(idata, design, plan, md, random_seed=random_seed,
+                                       compiler_options=compiler_options)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw

@@ -49,13 +49,15 @@ def compile_laplace_loop(design, plan, md, chunk, compiler_options=None):
         compiler_options=compiler_options)
 
 
-def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
+def recover_laplace_effects(idata, design, plan, md, random_seed=None, compiler_options=None) -> None:
     """Add ``r_<factor>`` for every factor of a Laplace plan to ``idata.posterior`` (in place).
 
     Needs ``fixef``, ``L_<factor>`` (removed here once used), the family
     parameter (``shape`` or ``sigma``) where it has one, and ``r_<factor>`` of
     the sampled factors. The chunks' random keys are split in chunk order,
     so the draws do not depend on how many threads run them.
+    ``compiler_options``: XLA options for the loop (None: those of
+    :func:`bayeslmm.sampling.xla.options_for` for the data's rows).
     """
     import jax
 
@@ -77,7 +79,8 @@ def recover_laplace_effects(idata, design, plan, md, random_seed=None) -> None:
 
     chunk, pad = laplace_chunking(S, design, plan, md)
     beta, Ls, r_sampled, phi = padded((beta, Ls, r_sampled, phi), S, pad)
-    run = compile_laplace_loop(design, plan, md, chunk, options_for(n))
+    options = options_for(n) if compiler_options is None else compiler_options
+    run = compile_laplace_loop(design, plan, md, chunk, options)
     starts, subs = chunk_keys(S + pad, chunk, random_seed)
 
     def one(i):

@@ -98,3 +98,22 @@ def test_laplace_accuracy_warning_counts_per_level_and_effect(family, y, formula
     else:
         assert flagged in note and "marginalize='none'" in note, note
     assert laplace_accuracy_warning(m.design, m.plan("none")) is None
+
+
+def test_run_seconds_counts_gradients_of_the_plans_cost():
+    """iterations x steps per iteration x gradients-per-draw factor x the plan's (Laplace or exact) gradient time."""
+    from bayeslmm.model.plan import _MIN_PREDICTED_TUNE, _STEPS_PER_ITERATION, grads_per_draw_factor, run_seconds
+    m = BayesLMM("yc ~ x + (1 | g) + (1 | h)", _data(), family="poisson")
+    d = m.design
+    lap, none = m.plan("g", approximation="laplace"), m.plan("none")
+    assert run_seconds(d, lap, 1000, 1000) == pytest.approx(2 * run_seconds(d, lap, 500, 500))
+    assert run_seconds(d, lap, 300, 200) == pytest.approx(
+        500 * _STEPS_PER_ITERATION * grads_per_draw_factor(d, ("g",)) * laplace_grad_seconds(d, ("g",)))
+    assert run_seconds(d, none, 300, 200) == pytest.approx(
+        500 * _STEPS_PER_ITERATION * grads_per_draw_factor(d, ()) * grad_seconds(d, ()))
+    g = BayesLMM("yg ~ x + (1 | g)", _data())
+    every = g.plan("all")
+    assert run_seconds(g.design, every, 300, 200) == pytest.approx(
+        500 * _STEPS_PER_ITERATION * grad_seconds(g.design, ("g",)))
+    # A short warm-up's unadapted iterations are not predicted.
+    assert run_seconds(g.design, every, _MIN_PREDICTED_TUNE - 1, 10_000) is None

@@ -35,3 +35,33 @@ def test_options_are_dropped_when_xla_does_not_know_them(monkeypatch):
     finally:
         xla._supported.cache_clear()
     assert jax.default_backend() == "cpu"
+
+
+def test_llvm_optimization_is_dropped_only_for_short_runs():
+    short, long = xla.SHORT_RUN_S / 2, xla.SHORT_RUN_S * 2
+    assert xla.options_for(0, short) == {**xla.FAST_COMPILE, **xla.NO_LLVM_OPT}
+    assert xla.options_for(xla.ROW_LIMIT - 1, short) == {**xla.FAST_COMPILE, **xla.NO_LLVM_OPT}
+    assert xla.options_for(0, long) == xla.FAST_COMPILE
+    assert xla.options_for(0, None) == xla.FAST_COMPILE
+    assert xla.options_for(xla.ROW_LIMIT, short) == {}       # large N keeps XLA's defaults
+
+
+def test_a_short_fit_compiles_its_sampler_with_the_short_run_options(monkeypatch):
+    # An option XLA does not know in place of NO_LLVM_OPT makes the sampler's compilation fail: the fit passed it on.
+    import pandas as pd
+
+    from bayeslmm import BayesLMM
+
+    assert xla._supported()  # cached with the real options before they are replaced
+    monkeypatch.setattr(xla, "NO_LLVM_OPT", {"xla_no_such_option_anywhere": True})
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat(np.arange(5), 4), "y": rng.normal(size=20)})
+    m = BayesLMM("y ~ 1 + (1 | g)", df)
+    with pytest.raises(Exception, match="xla_no_such_option_anywhere"):
+        m.fit(draws=5, tune=200, chains=1, marginalize="all", progressbar=False, compile_cache=False)
+    # A warm-up too short to predict, or a run predicted long: the option is not used.
+    fit = m.fit(draws=5, tune=20, chains=1, marginalize="all", progressbar=False, compile_cache=False)
+    assert fit.posterior["fixef"].shape[:2] == (1, 5)
+    monkeypatch.setattr(xla, "SHORT_RUN_S", 0.0)
+    fit = m.fit(draws=5, tune=200, chains=1, marginalize="all", progressbar=False, compile_cache=False)
+    assert fit.posterior["fixef"].shape[:2] == (1, 5)
