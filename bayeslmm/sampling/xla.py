@@ -36,9 +36,9 @@ ROW_LIMIT = 5_000
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 
 #: Predicted seconds of one chain's run (:func:`bayeslmm.model.plan.run_seconds`) below which
-#: :data:`NO_LLVM_OPT` is added. The prediction is an upper bound for the smallest models (its
-#: per-gradient constant is that of a call from Python) and about right for larger ones; the bar lies
-#: between the fits whose sampling took well under a second and the first one that took several.
+#: :data:`NO_LLVM_OPT` is added. For the smallest models the prediction is high (its per-gradient
+#: constant is that of a call from Python, which a step inside the compiled loop does not pay); the bar
+#: lies between the registry's fits whose sampling took under a second and the first that took several.
 SHORT_RUN_S = 3.0
 
 #: XLA's backend (LLVM) optimization level 0, for runs too short to repay the optimization.
