@@ -9,7 +9,9 @@
 - :mod:`~bayeslmm.ops.op`: the PyTensor Op and its JAX registration;
 - :mod:`~bayeslmm.ops.laplace`: the Laplace-marginal GLMM log-density (Newton
   mode, implicit-function gradients) and draws from the Laplace approximation;
-- :mod:`~bayeslmm.ops.laplace_op`: its PyTensor Op.
+- :mod:`~bayeslmm.ops.laplace_op`: its PyTensor Op;
+- :mod:`~bayeslmm.ops.warm`: the context through which a sampler hands the
+  Laplace kernels warm starts for their Newton solves while it traces them.
 
 May import NumPy, JAX, PyTensor and :mod:`bayeslmm.model`; never PyMC.
 

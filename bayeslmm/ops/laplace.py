@@ -58,6 +58,7 @@ from jax.scipy.stats import norm
 from .data import MarginalData
 from .linalg import _logdet_quad_bwd, factor_core, mm, solve_lower, solve_mean, tri_solve
 from .marginal import _apply_lam
+from .warm import next_start, record_mode
 
 __all__ = ["Family", "FAMILIES", "compile_laplace_recover_batch", "laplace_logp", "laplace_mode", "laplace_recover",
            "laplace_newton_info", "laplace_recover_batch", "pointwise_loglik"]
@@ -337,8 +338,8 @@ def _gram_bound(md, Ls):
     return out
 
 
-def _newton(ctx, beta, Ls, offset, phi):
-    """Mode of ``f`` and the number of Newton steps taken.
+def _newton(ctx, beta, Ls, offset, phi, v_init=None):
+    """Mode of ``f`` and the number of Newton steps taken, from ``v_init`` (None or not finite: from 0).
 
     IRLS step ``v_new = H~^{-1} Lambda^T Z^T (W~ Z Lambda v + g)`` with
     ``W~ = min(W, w_cap)`` (``w_cap`` keeps the condition number of ``H~``
@@ -409,8 +410,13 @@ def _newton(ctx, beta, Ls, offset, phi):
         _, _, _, change, k, _, _, pred, stuck = state
         return (change >= ctx.tol) & (k < ctx.max_steps) & (pred >= ctx.tol) & ~stuck
 
-    v0 = jnp.zeros(D)
-    eta0 = base + jnp.zeros(md.n_obs)
+    if v_init is None:
+        v0 = jnp.zeros(D)
+        eta0 = base + jnp.zeros(md.n_obs)
+    else:
+        # A start from an earlier solve that failed (NaN) would fail every solve after it.
+        v0 = jnp.where(jnp.all(jnp.isfinite(v_init)), v_init, 0.0)
+        eta0 = base + _zlam_v(md, Ls, v0)
     state = (v0, eta0, f_eta(eta0, v0), jnp.inf, 0, 0, False, jnp.inf, False)
     v, _, _, change, k, nh, _, pred, stuck = jax.lax.while_loop(go, step, state)
     err = jnp.minimum(pred, change)
@@ -532,7 +538,14 @@ def laplace_logp(md: MarginalData, family, beta, Ls, offset=None, trials=None, p
     nothing from the iterations. Nothing N x N is formed.
     """
     ctx, Ls = _setup(md, family, Ls, offset, trials, phi, max_steps, tol)
-    return _make_logp(ctx)(beta, Ls, offset, phi)
+    active, start = next_start()
+    if not active:
+        return _make_logp(ctx)(beta, Ls, offset, phi, None)[0]
+    # Inside bayeslmm.ops.warm.warm_started: Newton from the given start; the mode goes back as a
+    # constant (it only seeds the next solve), zeros where this solve did not converge.
+    value, mode = _make_logp(ctx)(beta, Ls, offset, phi, None if start is None else jax.lax.stop_gradient(start))
+    record_mode(jax.lax.stop_gradient(mode))
+    return value
 
 
 def _f_and_blocks(ctx, beta, Ls, offset, phi, v):
@@ -556,7 +569,12 @@ def _core_solve(md, core, rhs):
 
 
 def _make_logp(ctx):
-    """``f(v_hat) - log|H(v_hat)|/2`` as one custom-VJP function of ``(beta, Ls, offset, phi)``.
+    """``(f(v_hat) - log|H(v_hat)|/2, v_hat)`` as one custom-VJP function of ``(beta, Ls, offset, phi, v_init)``.
+
+    Newton starts from ``v_init`` (None: from 0); ``v_hat`` (zeros where the
+    solve did not converge) is returned for warm starts only: its cotangent
+    is ignored, and so is ``v_init``'s (the value does not depend on the
+    start beyond the solve's tolerance).
 
     One function rather than the mode's VJP composed with logdet_quad's, so
     that the factorization of ``H(v_hat)`` made for the value also serves the
@@ -569,11 +587,11 @@ def _make_logp(ctx):
     """
     md = ctx.md
 
-    def value(beta, Ls, offset, phi):
-        return fwd(beta, Ls, offset, phi)[0]
+    def value(beta, Ls, offset, phi, v_init):
+        return fwd(beta, Ls, offset, phi, v_init)[0]
 
-    def fwd(beta, Ls, offset, phi):
-        v, _, _, _, ok = _newton(ctx, beta, Ls, offset, phi)
+    def fwd(beta, Ls, offset, phi, v_init):
+        v, _, _, _, ok = _newton(ctx, beta, Ls, offset, phi, v_init)
         # Linearized here rather than in bwd: the pullbacks are residuals, so the reverse
         # pass does not run the row passes of f, H and grad_f a second time.
         (f, blocks), pull = jax.vjp(lambda b, L, o, p, vv: _f_and_blocks(ctx, b, L, o, p, vv),
@@ -585,10 +603,12 @@ def _make_logp(ctx):
         if core.C2 is not None:
             logdet = logdet + 2.0 * jnp.sum(jnp.log(jnp.diagonal(core.C2)))
         out = jnp.where(ok, f - 0.5 * logdet, -jnp.inf)
-        return out, (ok, core, pull, pull_g)
+        mode = jnp.where(ok, v, 0.0)
+        return (out, mode), (ok, core, pull, pull_g, None if v_init is None else jnp.zeros_like(v_init))
 
-    def bwd(res, gbar):
-        ok, core, pull, pull_g = res
+    def bwd(res, cts):
+        gbar = cts[0]
+        ok, core, pull, pull_g, v_init_bar = res
         # d log|H| / dA is H^{-1} blockwise: logdet_quad's reverse pass with c = 0, on the same factor.
         gA1, gA21, gA22, _, _ = _logdet_quad_bwd(core, 1.0)
         # Partial derivatives at fixed v; the v part also carries df/dv, ~0 at the mode.
@@ -597,7 +617,7 @@ def _make_logp(ctx):
         lam = _core_solve(md, core, part[4])
         adj = pull_g(lam)
         return tuple(jax.tree.map(lambda t, a: jnp.where(ok, gbar * (t + a), jnp.nan), t, a)
-                     for t, a in zip(part[:4], adj))
+                     for t, a in zip(part[:4], adj)) + (v_init_bar,)
 
     out = jax.custom_vjp(value)
     out.defvjp(fwd, bwd)

@@ -6,14 +6,16 @@ and its iterative tree builder, all taken from NumPyro's public
 ``numpyro.infer.hmc_util`` functions; :func:`nuts_kernel` assembles them
 exactly as ``numpyro.infer.hmc.hmc(algo="NUTS")`` does, so the same keys
 give the same draws as ``numpyro.infer.MCMC(NUTS(potential_fn=...))``
-(tested). Two things are added, each optional:
+(tested). Three things are added, each optional:
 
 - the starting inverse mass matrix of each chain from the curvature of the
   potential at its start (:mod:`bayeslmm.sampling.mass_matrix`; NumPyro
   starts from the identity);
 - Stan's extra U-turn checks between the halves of every subtree
   (:mod:`bayeslmm.sampling.compat`, which holds the only private NumPyro
-  names the package uses).
+  names the package uses);
+- for a potential with Laplace kernels, each leapfrog step's Newton solves
+  started from the modes of the step before (:func:`warm_potential`).
 
 :func:`sample_nuts` runs warm-up and sampling as a sequence of short XLA
 executions of one compiled program (:func:`_chunk_program`), each sized to
@@ -36,7 +38,8 @@ from .heap import release_freed_memory
 from .interrupt import check_interrupt
 from .mass_matrix import curvature_and_gradient
 
-__all__ = ["CHUNK", "CHUNK_SECONDS", "RESTART_AT", "STATS", "nuts_kernel", "restart_iterations", "sample_nuts"]
+__all__ = ["CHUNK", "CHUNK_SECONDS", "RESTART_AT", "STATS", "nuts_kernel", "restart_iterations", "sample_nuts",
+           "warm_potential"]
 
 #: Seconds one XLA execution is aimed to last: the memory held during an
 #: execution grows with its length; per-execution costs are a few ms.
@@ -63,7 +66,7 @@ STATS = {
 
 
 def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, stan_uturn=True,
-                dense_mass=False):
+                dense_mass=False, warm_start=None):
     """``(init, step)``: NumPyro's NUTS transition for ``potential_fn`` (minus the log-density of a pytree).
 
     ``init(key, z, inverse_mass_matrix=None, potential_energy=None, z_grad=None, step_size=1.0)``
@@ -77,7 +80,12 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
     against. ``dense_mass`` adapts a dense inverse mass matrix (NumPyro's
     ``NUTS(dense_mass=True)``) instead of a diagonal one; a one-dimensional
     ``inverse_mass_matrix`` given to ``init`` then starts it as that diagonal.
-    Pure functions: jit, vmap and trace them as any JAX function.
+    ``warm_start``: None, or ``(potential_and_modes, cold)`` for a potential
+    with inner Newton solves (:func:`warm_potential`): each leapfrog step then
+    evaluates ``potential_and_modes(z, modes) -> (U, modes)`` from the modes
+    of the step before, carried in the integrator state beside the gradient
+    (its ``z_grad`` is then ``(gradient, modes)``, ``cold`` at a chain's
+    start and restarts). Pure functions: jit, vmap and trace them as any JAX function.
 
     Cost per transition: the leapfrog steps NUTS takes, each one gradient
     of ``potential_fn``; with ``dense_mass`` also an ``n x n``
@@ -97,7 +105,8 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
     tree_builder = compat.build_tree_with_stan_checks if stan_uturn and compat.supported() else build_tree
     kinetic_fn = euclidean_kinetic_energy
     wa_init, wa_update = warmup_adapter(num_warmup, dense_mass=dense_mass, target_accept_prob=target_accept)
-    vv_init, vv_update = velocity_verlet(potential_fn, kinetic_fn)
+    vv_init, vv_update = (velocity_verlet(potential_fn, kinetic_fn) if warm_start is None
+                          else _warm_verlet(potential_fn, *warm_start, kinetic_fn))
     max_delta_energy = 1000.0
 
     def init(key, z, inverse_mass_matrix=None, potential_energy=None, z_grad=None, step_size=1.0):
@@ -132,6 +141,65 @@ def nuts_kernel(potential_fn, num_warmup, target_accept=0.8, max_tree_depth=10, 
                         None, None, tree.num_proposals, accept_prob, mean_accept, tree.diverging, adapt_state, key)
 
     return init, step
+
+
+def _warm_verlet(potential_fn, potential_and_modes, cold, kinetic_fn):
+    """NumPyro's velocity Verlet with the inner solves' modes carried in ``z_grad`` as ``(gradient, modes)``.
+
+    The same arithmetic as ``numpyro.infer.hmc_util.velocity_verlet``; the
+    tree builder passes ``z_grad`` through untouched (it selects and stores
+    it, never computes with it), so the modes travel with every leaf and
+    proposal. A start evaluates ``potential_fn`` (no warm start) and takes
+    ``cold`` as its modes.
+    """
+    import jax
+    from numpyro.infer.hmc_util import IntegratorState
+
+    value_grad = jax.value_and_grad(potential_and_modes, has_aux=True)
+    kinetic_grad = jax.grad(kinetic_fn, argnums=1)
+
+    def init_fn(z, r, potential_energy=None, z_grad=None):
+        if potential_energy is None or z_grad is None:
+            potential_energy, z_grad = jax.value_and_grad(potential_fn)(z)
+        return IntegratorState(z, r, potential_energy, (z_grad, cold))
+
+    def update_fn(step_size, inverse_mass_matrix, state):
+        z, r, _, (z_grad, modes) = state
+        r = jax.tree.map(lambda r, g: r - 0.5 * step_size * g, r, z_grad)
+        r_grad = kinetic_grad(inverse_mass_matrix, r)
+        z = jax.tree.map(lambda z, rg: z + step_size * rg, z, r_grad)
+        (potential_energy, modes), z_grad = value_grad(z, modes)
+        r = jax.tree.map(lambda r, g: r - 0.5 * step_size * g, r, z_grad)
+        return IntegratorState(z, r, potential_energy, (z_grad, modes))
+
+    return init_fn, update_fn
+
+
+def warm_potential(potential_fn, z):
+    """``(potential_and_modes, cold)`` for :func:`nuts_kernel`'s ``warm_start``, or None.
+
+    ``potential_fn`` is traced once at ``z`` (shapes only, under
+    ``jax.eval_shape``) inside :func:`bayeslmm.ops.warm.warm_started`; where
+    it holds Laplace kernels (each solving for a conditional mode), returns
+    ``potential_and_modes(z, modes)``, the potential with each kernel's
+    Newton solve started from its entry of ``modes`` and the new modes, and
+    ``cold``, zeros of their shapes (the start from 0). None for a potential
+    without such solves: the sampler then runs NumPyro's integrator as it is.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from bayeslmm.ops.warm import warm_started
+
+    def potential_and_modes(x, modes):
+        with warm_started(modes) as found:
+            u = potential_fn(x)
+        return u, tuple(found)
+
+    shapes = jax.eval_shape(lambda x: potential_and_modes(x, None)[1], z)
+    if not shapes:
+        return None
+    return potential_and_modes, tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
 
 
 def restart_iterations(tune: int, curvature_start: bool = True) -> tuple:
@@ -254,7 +322,9 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
     def potential(z):
         return -logp_fn(z)
 
-    init, step = nuts_kernel(potential, tune, target_accept, stan_uturn=stan_uturn, dense_mass=dense_mass)
+    warm = warm_potential(potential, [jnp.asarray(p[0]) for p in initial_points])
+    init, step = nuts_kernel(potential, tune, target_accept, stan_uturn=stan_uturn, dense_mass=dense_mass,
+                             warm_start=warm)
     if inverse_mass_matrix is not None:
         imm = jnp.asarray(inverse_mass_matrix)
 

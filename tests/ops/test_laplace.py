@@ -350,3 +350,63 @@ def test_elementwise_forms_match_jax_values_and_two_derivatives():
                 assert np.all(np.isfinite(got))
                 np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-13, atol=1e-15)
                 f, ref = jax.grad(f), jax.grad(ref)
+
+
+@pytest.mark.parametrize("name, family, link, trials", [("crossed_d2_d1", *FAMS[0]), ("three_factors", *FAMS[3])])
+def test_warm_started_solve_gives_the_cold_value_and_gradient_in_fewer_steps(name, family, link, trials):
+    """Inside bayeslmm.ops.warm.warm_started the Newton solve starts from the given vector and records its mode."""
+    from bayeslmm.ops import laplace as lap
+    from bayeslmm.ops.warm import warm_started
+
+    case, md, n, phi = _glmm(name, family, trials)
+    fam = Family(family, link)
+
+    def lp(b, L):
+        return laplace_logp(md, fam, b, L, case.offset, n, phi)
+
+    def warm_lp(b, L, start):
+        with warm_started([start]) as modes:
+            out = lp(b, L)
+        return out, modes[0]
+
+    beta, Ls = jnp.asarray(case.beta), [jnp.asarray(L) for L in case.Ls]
+    near = (beta + 0.05, [1.1 * L for L in Ls])  # another point, one small move away
+    start = laplace_mode(md, fam, *near, case.offset, n, phi)[0]
+    cold, cold_grad = jax.value_and_grad(lp, argnums=(0, 1))(beta, Ls)
+    (warm, mode), warm_grad = jax.value_and_grad(warm_lp, argnums=(0, 1), has_aux=True)(beta, Ls, start)
+    assert abs(float(warm - cold)) < 1e-9 * abs(float(cold))
+    g_cold, g_warm = (jax.flatten_util.ravel_pytree(g)[0] for g in (cold_grad, warm_grad))
+    np.testing.assert_allclose(g_warm, g_cold, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(mode, laplace_mode(md, fam, beta, Ls, case.offset, n, phi)[0], atol=1e-7)
+    ctx, Lo = lap._setup(md, fam, Ls, case.offset, n, phi, 100, 1e-10)
+    steps_cold = int(lap._newton(ctx, beta, Lo, case.offset, phi)[1])
+    steps_warm = int(lap._newton(ctx, beta, Lo, case.offset, phi, start)[1])
+    assert steps_warm < steps_cold
+    # A failed earlier solve (NaN) is not used as a start.
+    nan_value, _ = warm_lp(beta, Ls, jnp.full_like(start, jnp.nan))
+    assert abs(float(nan_value - cold)) < 1e-9 * abs(float(cold))
+    # Outside the context nothing is recorded and the solve starts from 0.
+    with warm_started() as modes:
+        pass
+    assert modes == [] and float(lp(beta, Ls)) == float(cold)
+
+
+def test_the_sampler_finds_the_laplace_solves_of_a_potential():
+    """bayeslmm.sampling.nuts.warm_potential: one mode per Laplace kernel, carried from step to step."""
+    from bayeslmm.sampling.nuts import warm_potential
+
+    case, md, n, phi = _glmm("crossed_d2_d1", "poisson", None)
+    Ls = [jnp.asarray(L) for L in case.Ls]
+
+    def potential(z):
+        return -laplace_logp(md, "poisson", z[0], Ls, case.offset) - laplace_logp(md, "poisson", z[0], Ls, None)
+
+    beta = [jnp.asarray(case.beta)]
+    with jax.enable_x64(True):
+        fn, cold = warm_potential(potential, beta)
+        assert [c.shape for c in cold] == [(sum(md.sizes),)] * 2 and not any(np.asarray(c).any() for c in cold)
+        u, modes = fn(beta, cold)
+        assert abs(float(u - potential(beta))) < 1e-9 * abs(float(u))
+        np.testing.assert_allclose(modes[1], laplace_mode(md, "poisson", beta[0], Ls, None)[0], atol=1e-7)
+        u_warm, _ = fn(beta, modes)
+        assert abs(float(u_warm - u)) < 1e-9 * abs(float(u))

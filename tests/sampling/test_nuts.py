@@ -274,3 +274,33 @@ def test_dense_mass_is_for_the_chunked_numpyro_sampler_only():
     with pytest.raises(ValueError, match=r"dense_mass=True needs sampler='numpyro' with low_memory=True, got "
                                          r"sampler='blackjax'"):
         sample(model, sampler="blackjax", dense_mass=True)
+
+
+def test_warm_verlet_is_numpyros_integrator_with_the_modes_carried():
+    """The integrator of Laplace potentials: NumPyro's velocity Verlet step for step, modes beside the gradient."""
+    from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
+
+    def potential(z):
+        return -_logp(z)
+
+    def potential_and_modes(z, modes):
+        return potential(z), (modes[0] + 1.0,)  # a stand-in for a solve's mode, to follow it through the steps
+
+    cold = (jnp.zeros(3),)
+    with jax.enable_x64(True):
+        z0 = [jnp.asarray(0.3), jnp.asarray(0.2)]
+        r0 = [jnp.asarray(0.7), jnp.asarray(-0.4)]
+        imm = jnp.asarray([0.5, 2.0])
+        ref_init, ref_step = velocity_verlet(potential, euclidean_kinetic_energy)
+        init, step = chunked._warm_verlet(potential, potential_and_modes, cold, euclidean_kinetic_energy)
+        ref, ours = ref_init(z0, r0), init(z0, r0)
+        assert ours.z_grad[1] is cold
+        for k in range(5):
+            ref, ours = ref_step(0.1, imm, ref), step(0.1, imm, ours)
+            for a, b in zip(jax.tree.leaves((ref.z, ref.r, ref.potential_energy, ref.z_grad)),
+                            jax.tree.leaves((ours.z, ours.r, ours.potential_energy, ours.z_grad[0]))):
+                np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-14, atol=1e-15)
+            np.testing.assert_array_equal(np.asarray(ours.z_grad[1][0]), np.full(3, k + 1.0))
+    assert isinstance(ours, IntegratorState)
+    # A potential without inner solves keeps NumPyro's own integrator.
+    assert chunked.warm_potential(potential, z0) is None
