@@ -51,10 +51,13 @@ print("RESULT " + json.dumps(dict(wall_s=wall, sampling_s=fit.timings["sampling"
 """
 
 
-def run(tree, data, name, marginalize, approximation, args):
-    """One fit with the checkout ``tree`` first on the path; the child's result, or ``{"error": ...}``."""
-    link = registry.dataset_info(name).link if name in registry.GLMM else None
-    code = CHILD.format(here=str(HERE), data=str(data), formula=registry.load(name)[1], family=registry.family(name),
+def run(tree, data, model, marginalize, approximation, args):
+    """One fit of ``model`` (formula, family, link) with the checkout ``tree`` first on the path.
+
+    Returns the child's result, or ``{"error": ...}``.
+    """
+    formula, family, link = model
+    code = CHILD.format(here=str(HERE), data=str(data), formula=formula, family=family,
                         link=link, marginalize=marginalize, approximation=approximation, draws=args.draws, tune=args.tune,
                         chains=args.chains, seed=args.seed)
     env = dict(os.environ, PYTHONPATH=str(tree), BAYESLMM_JAX_CACHE="off")
@@ -92,11 +95,13 @@ def main():
         name, marginalize, approximation = (case.split(":") + [None])[:3]
         # Loaded once here (the earlier commit may not ship the set) and handed over as a pickle.
         data = out / f"_before_after_{name}.pkl"
-        registry.load(name)[0].to_pickle(data)
+        df, formula, _ = registry.load(name)
+        df.to_pickle(data)
+        model = (formula, registry.family(name), registry.dataset_info(name).link if name in registry.GLMM else None)
         for rep in range(args.reps):
             for code in ("before", "after") if rep % 2 == 0 else ("after", "before"):
                 r = {"case": case, "code": code, "rep": rep,
-                     **run(trees[code], data, name, marginalize, approximation, args)}
+                     **run(trees[code], data, model, marginalize, approximation, args)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     summary = []
