@@ -29,6 +29,10 @@ __all__ = ["KernelGradient", "KernelOp", "KernelValue", "register_kernels"]
 class KernelOp(Op):
     """Input checks, jitted evaluation and pickling shared by kernel Ops."""
 
+    #: Length of the vector an inner solve of ``_logp`` records in a
+    #: :func:`bayeslmm.ops.warm.warm_started` context (None: no inner solve).
+    inner_solve_size = None
+
     def _logp(self, *inputs):
         raise NotImplementedError
 

@@ -230,15 +230,18 @@ def _wsandwich(G, La, Lb):
 def _wblocks(md, Ls, w):
     """Blocks ``(A1, A21, A22)`` of ``H = I + Lambda^T Z^T W Z Lambda``.
 
-    Gram blocks re-accumulated from the rows: O(N sum_{j,k} d_j d_k) scatter-adds,
+    Gram blocks re-accumulated from the rows: ``N (sum_j d_j (d_j + 1) / 2 +
+    sum_{j<k} d_j d_k)`` scatter-adds (a factor's own block is symmetric),
     then the Gaussian engine's sandwich products.
     """
     g1, z1, m1, d1 = md.row_groups[0], md.row_values[0], md.levels[0], md.dims[0]
 
     def per_level(g, z, m):
+        # Symmetric in (a, b): d (d + 1) / 2 row passes, the rest mirrored.
         d = z.shape[0]
-        return jnp.stack([jnp.stack([jax.ops.segment_sum(w * z[a] * z[b], g, num_segments=m)
-                                     for b in range(d)]) for a in range(d)])
+        wz = [w * z[a] for a in range(d)]
+        S = {(a, b): jax.ops.segment_sum(wz[a] * z[b], g, num_segments=m) for a in range(d) for b in range(a, d)}
+        return jnp.stack([jnp.stack([S[min(a, b), max(a, b)] for b in range(d)]) for a in range(d)])
 
     def within_w(S, L):
         d, _, m = S.shape

@@ -80,6 +80,11 @@ class _LaplaceOpBase(KernelOp):
         register_laplace_jax()
         super().__init__()
 
+    @property
+    def inner_solve_size(self) -> int:
+        """Length of the mode the Newton solve records (every effect of every marginalized factor)."""
+        return int(sum(self.ld.md.sizes))
+
     def _logp(self, beta, *rest):
         ld, k = self.ld, self.ld.md.n_factors
         return laplace_logp(ld.md, ld.family, beta, list(rest[:k]), rest[k], ld.trials,

@@ -47,6 +47,9 @@ class JaxModel:
     ``values`` (in the order of ``value_names``); ``outputs(values)`` the
     list of posterior variables named ``output_names`` (free variables on
     their own scale, and deterministics); ``dims`` and ``coords`` label them.
+    ``inner_solves``: the lengths of the modes that ``logp``'s inner Newton
+    solves record, in the order it evaluates them (:mod:`bayeslmm.ops.warm`;
+    empty: none), or None where unknown.
     """
 
     value_names: tuple
@@ -56,6 +59,7 @@ class JaxModel:
     dims: dict
     coords: dict
     model: object
+    inner_solves: tuple | None = None
 
     def initial_points(self, chains: int, seed) -> list:
         """Jittered starts (PyMC's: uniform(-1, 1) around each variable's initial value, unconstrained), stacked per chain.
@@ -112,18 +116,37 @@ def jax_function(inputs, outputs):
     C program (the first time in a process), for a rewrite to a C op that
     JAX cannot run anyway.
     """
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    return jax_funcify(_rewritten(inputs, outputs))
+
+
+def _rewritten(inputs, outputs):
+    """The FunctionGraph of ``outputs`` that :func:`jax_function` translates, rewritten as it says."""
     from pytensor.compile.mode import get_mode
     from pytensor.graph.fg import FunctionGraph
-    from pytensor.link.jax.dispatch import jax_funcify
 
     fgraph = FunctionGraph(inputs=inputs, outputs=_without_shared(outputs), clone=True)
     get_mode("JAX").including("local_remove_check_parameter").excluding("local_usmm").optimizer.rewrite(fgraph)
-    return jax_funcify(fgraph)
+    return fgraph
+
+
+def _inner_solves(fgraph) -> tuple:
+    """The lengths of the modes recorded by ``fgraph``'s kernel Ops with inner solves, in evaluation order.
+
+    ``jax_funcify`` evaluates a graph's nodes in ``fgraph.toposort()``
+    order, so this is the order in which its JAX function meets the solves.
+    """
+    from bayeslmm.ops.kernel_op import KernelOp
+
+    return tuple(n.op.inner_solve_size for n in fgraph.toposort()
+                 if isinstance(n.op, KernelOp) and n.op.inner_solve_size is not None)
 
 
 def jax_model(model) -> JaxModel:
     """Translate ``model`` (a ``pm.Model``) into a :class:`JaxModel`. Cost: one graph rewrite per function."""
     import pytensor
+    from pytensor.link.jax.dispatch import jax_funcify
 
     values = list(model.value_vars)
     rvs = [v for v in list(model.free_RVs) + list(model.deterministics)]
@@ -131,7 +154,8 @@ def jax_model(model) -> JaxModel:
     # error messages); the graphs here are bayeslmm's own, and the traces cost
     # a noticeable part of the rewriting.
     with pytensor.config.change_flags(traceback__limit=0):
-        logp_fn = jax_function(values, [model.logp()])
+        logp_graph = _rewritten(values, [model.logp()])
+        logp_fn = jax_funcify(logp_graph)
         out_fn = jax_function(values, model.replace_rvs_by_values(rvs))
     dims = {k: list(v) for k, v in model.named_vars_to_dims.items() if v}
     coords = {k: list(v) for k, v in model.coords.items() if v is not None}
@@ -142,7 +166,8 @@ def jax_model(model) -> JaxModel:
     def outputs(xs):
         return out_fn(*xs)
 
-    return JaxModel(tuple(v.name for v in values), logp, outputs, tuple(v.name for v in rvs), dims, coords, model)
+    return JaxModel(tuple(v.name for v in values), logp, outputs, tuple(v.name for v in rvs), dims, coords, model,
+                    _inner_solves(logp_graph))
 
 
 def _posterior(jm: JaxModel, samples, chunk=500):
@@ -216,7 +241,8 @@ def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressb
             samples, stats = sample_nuts(jm.logp, starts, draws=draws, tune=tune, chains=chains,
                                          target_accept=target_accept, random_seed=int(seeds[1]),
                                          chain_method=method, progressbar=progressbar,
-                                         compiler_options=compiler_options, dense_mass=dense_mass)
+                                         compiler_options=compiler_options, dense_mass=dense_mass,
+                                         inner_solves=jm.inner_solves)
         else:
             samples, stats = _sample_numpyro_mcmc(jm, starts, draws, tune, chains, target_accept, int(seeds[1]),
                                                   progressbar)

@@ -175,31 +175,46 @@ def _warm_verlet(potential_fn, potential_and_modes, cold, kinetic_fn):
     return init_fn, update_fn
 
 
-def warm_potential(potential_fn, z):
+def warm_potential(potential_fn, z, sizes=None):
     """``(potential_and_modes, cold)`` for :func:`nuts_kernel`'s ``warm_start``, or None.
 
-    ``potential_fn`` is traced once at ``z`` (shapes only, under
-    ``jax.eval_shape``) inside :func:`bayeslmm.ops.warm.warm_started`; where
-    it holds Laplace kernels (each solving for a conditional mode), returns
-    ``potential_and_modes(z, modes)``, the potential with each kernel's
-    Newton solve started from its entry of ``modes`` and the new modes, and
-    ``cold``, zeros of their shapes (the start from 0). None for a potential
-    without such solves: the sampler then runs NumPyro's integrator as it is.
+    Where ``potential_fn`` holds Laplace kernels (each solving for a
+    conditional mode), returns ``potential_and_modes(z, modes)``, the
+    potential evaluated inside :func:`bayeslmm.ops.warm.warm_started`, with
+    each kernel's Newton solve started from its entry of ``modes``, and the
+    new modes; and ``cold``, zeros of their shapes (the start from 0). None
+    for a potential without such solves: the sampler then runs NumPyro's
+    integrator as it is. ``sizes``: the modes' lengths in evaluation order,
+    where known; None: ``potential_fn`` is traced once at ``z`` (shapes
+    only, under ``jax.eval_shape``) to find them. Tracing
+    ``potential_and_modes`` raises ``ValueError`` if the solves it meets
+    are not those of ``sizes``.
     """
     import jax
     import jax.numpy as jnp
 
     from bayeslmm.ops.warm import warm_started
 
-    def potential_and_modes(x, modes):
+    def modes_of(x, modes):
         with warm_started(modes) as found:
             u = potential_fn(x)
         return u, tuple(found)
 
-    shapes = jax.eval_shape(lambda x: potential_and_modes(x, None)[1], z)
+    if sizes is None:
+        shapes = [s.shape for s in jax.eval_shape(lambda x: modes_of(x, None)[1], z)]
+    else:
+        shapes = [(int(n),) for n in sizes]
     if not shapes:
         return None
-    return potential_and_modes, tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+
+    def potential_and_modes(x, modes):
+        u, found = modes_of(x, modes)
+        if [jnp.shape(m) for m in found] != shapes:
+            raise ValueError(f"the potential's inner solves have modes of shapes {[jnp.shape(m) for m in found]}, "
+                             f"not the expected {shapes}.")
+        return u, found
+
+    return potential_and_modes, tuple(jnp.zeros(s) for s in shapes)
 
 
 def restart_iterations(tune: int, curvature_start: bool = True) -> tuple:
@@ -263,7 +278,7 @@ def _chunk_program(step, length):
 
 def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0.8, random_seed=None,
                 chain_method="parallel", progressbar=False, curvature_start=True, stan_uturn=True,
-                inverse_mass_matrix=None, compiler_options=None, dense_mass=False):
+                inverse_mass_matrix=None, compiler_options=None, dense_mass=False, inner_solves=None):
     """Draw ``tune`` + ``draws`` NUTS iterations per chain, at most :data:`CHUNK` per XLA execution.
 
     Parameters
@@ -287,6 +302,11 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
     dense_mass : bool
         Adapt a dense inverse mass matrix instead of a diagonal one
         (:func:`nuts_kernel`); the curvature start is then its diagonal.
+    inner_solves : tuple of int, optional
+        The lengths of the modes ``logp_fn``'s inner Newton solves record,
+        in evaluation order (:func:`warm_potential`), where the caller
+        knows them (``JaxModel.inner_solves``); None: found by a shape-only
+        trace of ``logp_fn``.
 
     Returns
     -------
@@ -311,18 +331,19 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
     with jax.enable_x64(True):
         return _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, random_seed,
                             chain_method, progressbar, curvature_start, stan_uturn, inverse_mass_matrix,
-                            compiler_options, dense_mass)
+                            compiler_options, dense_mass, inner_solves)
 
 
 def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, random_seed, chain_method,
-                 progressbar, curvature_start, stan_uturn, inverse_mass_matrix, compiler_options, dense_mass):
+                 progressbar, curvature_start, stan_uturn, inverse_mass_matrix, compiler_options, dense_mass,
+                 inner_solves):
     import jax
     import jax.numpy as jnp
 
     def potential(z):
         return -logp_fn(z)
 
-    warm = warm_potential(potential, [jnp.asarray(p[0]) for p in initial_points])
+    warm = warm_potential(potential, [jnp.asarray(p[0]) for p in initial_points], inner_solves)
     init, step = nuts_kernel(potential, tune, target_accept, stan_uturn=stan_uturn, dense_mass=dense_mass,
                              warm_start=warm)
     if inverse_mass_matrix is not None:

@@ -410,3 +410,7 @@ def test_the_sampler_finds_the_laplace_solves_of_a_potential():
         np.testing.assert_allclose(modes[1], laplace_mode(md, "poisson", beta[0], Ls, None)[0], atol=1e-7)
         u_warm, _ = fn(beta, modes)
         assert abs(float(u_warm - u)) < 1e-9 * abs(float(u))
+        # Sizes given by the caller take the place of the shape-only trace.
+        fn_known, cold_known = warm_potential(potential, beta, [sum(md.sizes)] * 2)
+        assert [c.shape for c in cold_known] == [c.shape for c in cold]
+        np.testing.assert_allclose(np.asarray(fn_known(beta, modes)[1][1]), np.asarray(modes[1]), atol=1e-7)

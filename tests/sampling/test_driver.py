@@ -69,6 +69,7 @@ def test_import_changes_nothing_in_the_process():
     assert out.stdout.strip() == "[] True ['NullHandler'] True 0", out.stdout
 
 
+@pytest.mark.filterwarnings("ignore:Parts of the model have not converged")  # 300 draws; compared within their MCSE
 def test_nutpie_fits_a_correlated_block():
     """nutpie on an LKJ correlation: no parameter check without a JAX translation, the same posterior as numpyro."""
     import arviz as az
@@ -115,6 +116,37 @@ def test_initial_points_are_pymcs(crossed, family):
         np.testing.assert_array_equal(arr, np.stack([np.asarray(p[name], dtype=np.float64) for p in want]))
     # Different chains start at different points.
     assert not np.array_equal(got[0][0], got[0][1])
+
+
+@pytest.mark.parametrize("plan", ["none", "subj", "all"])
+def test_the_translation_names_the_inner_solves_a_trace_finds(crossed, plan):
+    """JaxModel.inner_solves, read off the rewritten graph, are the modes a shape-only trace of the potential records."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayeslmm.pymc_model import build_model
+    from bayeslmm.sampling.driver import jax_model
+    from bayeslmm.sampling.nuts import warm_potential
+
+    data = crossed.assign(correct=(crossed["y"] > crossed["y"].median()).astype(int))
+    m = BayesLMM("correct ~ cond + (1 + cond | subj) + (1 | item)", data, family="bernoulli")
+    jm = jax_model(build_model(m.design, m.priors, m.plan(plan, None if plan == "none" else "laplace")))
+    with jax.enable_x64(True):
+        z = [jnp.asarray(p[0]) for p in jm.initial_points(1, 0)]
+        traced = warm_potential(lambda x: -jm.logp(x), z)
+        given = warm_potential(lambda x: -jm.logp(x), z, jm.inner_solves)
+        if plan == "none":
+            assert jm.inner_solves == () and traced is None and given is None
+            return
+        n_subj, n_item = crossed["subj"].nunique(), crossed["item"].nunique()
+        assert jm.inner_solves == ((2 * n_subj,) if plan == "subj" else (2 * n_subj + n_item,))
+        assert [c.shape for c in traced[1]] == [c.shape for c in given[1]] == [(n,) for n in jm.inner_solves]
+        u, modes = given[0](z, given[1])
+        assert abs(float(u + jm.logp(z))) < 1e-9 * abs(float(u)) and modes[0].shape == given[1][0].shape
+        # Sizes that are not the potential's are an error, not a silently cold start.
+        wrong = warm_potential(lambda x: -jm.logp(x), z, (jm.inner_solves[0] + 1,))
+        with pytest.raises(ValueError, match="inner solves"):
+            jax.eval_shape(wrong[0], z, tuple(jnp.zeros(s.shape) for s in given[1]))
 
 
 def test_a_fit_does_not_import_setuptools():
