@@ -658,28 +658,34 @@ def _draw(ctx, Ls, key, beta, offset, phi, v):
 
 
 def laplace_recover_batch(md: MarginalData, family, key, beta, Ls, offset=None, trials=None, phi=None,
-                          max_steps=100, tol=1e-10):
+                          max_steps=100, tol=1e-10, starts=None):
     """:func:`laplace_recover` over S parameter draws in one jitted ``lax.map``.
 
     ``beta`` (S, p), ``Ls`` (S, d_k, d_k) each, ``offset`` (S, N) or None,
-    ``phi`` (S,) or None. Returns a list (caller order) of (S, M_k, d_k).
-    Draws run one after another inside the compiled loop, so memory does not
-    grow with S beyond inputs and outputs; cost S times that of one draw.
+    ``phi`` (S,) or None; ``starts`` (S, D) or None: each draw's Newton solve
+    starts there (the modes a sampler's warm-started solves found at these
+    draws: then one step confirms each) instead of at 0. Returns a list
+    (caller order) of (S, M_k, d_k). Draws run one after another inside the
+    compiled loop, so memory does not grow with S beyond inputs and outputs;
+    cost S times that of one draw.
     """
     ctx, _ = _setup(md, family, [L[0] for L in Ls], None, trials, None if phi is None else phi[0],
                     max_steps, tol)
     args = (jnp.asarray(beta), [jnp.asarray(L) for L in Ls],
-            None if offset is None else jnp.asarray(offset), None if phi is None else jnp.asarray(phi))
+            None if offset is None else jnp.asarray(offset), None if phi is None else jnp.asarray(phi),
+            None if starts is None else jnp.asarray(starts))
     return jax.jit(_recover_loop(ctx))(key, *args)
 
 
 def compile_laplace_recover_batch(md: MarginalData, family, n_draws, n_fixed, dims, n_rows=None, trials=None,
-                                  has_phi=False, max_steps=100, tol=1e-10, compiler_options=None):
-    """:func:`laplace_recover_batch` compiled for ``n_draws`` draws: a callable ``(key, beta, Ls, offset, phi)``.
+                                  has_phi=False, max_steps=100, tol=1e-10, compiler_options=None,
+                                  has_starts=False):
+    """:func:`laplace_recover_batch` compiled for ``n_draws`` draws: a callable ``(key, beta, Ls, offset, phi, starts)``.
 
     ``dims`` are the effect dimensions of the factors in caller order;
     ``n_rows`` the length of ``offset`` (None: no offset); ``has_phi``
-    whether ``phi`` is passed. The compilation is what a first
+    whether ``phi`` is passed, ``has_starts`` whether ``starts`` is (else
+    None). The compilation is what a first
     :func:`laplace_recover_batch` call of these shapes would do, with
     ``compiler_options`` (extra XLA options) applied; one compiled loop
     serves every chunk of draws, from any thread.
@@ -690,22 +696,23 @@ def compile_laplace_recover_batch(md: MarginalData, family, n_draws, n_fixed, di
     with jax.enable_x64(True):
         lowered = jax.jit(_recover_loop(ctx)).lower(
             key, f64((n_draws, n_fixed)), [f64((n_draws, d, d)) for d in dims],
-            None if n_rows is None else f64((n_draws, n_rows)), f64((n_draws,)) if has_phi else None)
+            None if n_rows is None else f64((n_draws, n_rows)), f64((n_draws,)) if has_phi else None,
+            f64((n_draws, sum(md.sizes))) if has_starts else None)
     return lowered.compile(compiler_options=compiler_options or None)
 
 
 def _recover_loop(ctx):
-    """``(key, beta, Ls, offset, phi) -> effects``: one Laplace draw per parameter draw, in a ``lax.map``."""
+    """``(key, beta, Ls, offset, phi, starts) -> effects``: one Laplace draw per parameter draw, in a ``lax.map``."""
     md = ctx.md
 
     def one(a):
-        k, b, L, off, p = a
+        k, b, L, off, p, s = a
         L = [L[i] for i in md.order]
-        v = _newton(ctx, b, L, off, p)[0]
+        v = _newton(ctx, b, L, off, p, s)[0]
         return _draw(ctx, L, k, b, off, p, v)
 
-    def loop(key, beta, Ls, offset, phi):
+    def loop(key, beta, Ls, offset, phi, starts=None):
         keys = jax.random.split(key, beta.shape[0])
-        return jax.lax.map(one, (keys, beta, Ls, offset, phi))
+        return jax.lax.map(one, (keys, beta, Ls, offset, phi, starts))
 
     return loop

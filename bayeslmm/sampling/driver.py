@@ -26,9 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-__all__ = ["SAMPLERS", "JaxModel", "drop_internal", "jax_model", "sample"]
+__all__ = ["INNER_MODE", "SAMPLERS", "JaxModel", "drop_internal", "jax_model", "sample"]
 
 SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
+
+#: Posterior variable holding, per draw, the conditional mode that the log-density's one inner Newton
+#: solve (a Laplace plan's) found there, where the sampler records it (bayeslmm's NUTS); the Laplace
+#: recovery starts from it and removes it.
+INNER_MODE = "inner_mode__"
 _EXTRAS = {"blackjax": "blackjax", "nutpie": "nutpie"}
 
 
@@ -246,7 +251,11 @@ def _sample(model, sampler, draws, tune, chains, target_accept, seeds, progressb
         else:
             samples, stats = _sample_numpyro_mcmc(jm, starts, draws, tune, chains, target_accept, int(seeds[1]),
                                                   progressbar)
-        return _inference_data(jm, _posterior(jm, samples), stats)
+        modes = stats.pop("inner_modes", ())
+        posterior = _posterior(jm, samples)
+        if len(modes) == 1:
+            posterior[INNER_MODE] = modes[0]
+        return _inference_data(jm, posterior, stats)
 
 
 def _sample_numpyro_mcmc(jm, starts, draws, tune, chains, target_accept, seed, progressbar):

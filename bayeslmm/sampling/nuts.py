@@ -248,27 +248,32 @@ def _restart_with(init):
     return lambda state: init(state.rng_key, state.z)._replace(i=state.i)
 
 
-def _collect(state):
-    return list(state.z), {k: f(state) for k, f in STATS.items()}
+def _collect(state, modes=False):
+    # With warm-started solves z_grad is (gradient, modes): the modes at the draw go out beside it.
+    z = list(state.z) + (list(state.z_grad[1]) if modes else [])
+    return z, {k: f(state) for k, f in STATS.items()}
 
 
-def _chunk_program(step, length):
+def _chunk_program(step, length, modes=False):
     """``(state, n) -> (state, draws)``: ``n <= length`` NUTS transitions, collected in a buffer of ``length``.
 
     ``n`` is an argument, not a constant, so that one compiled program serves
-    every chunk, including a last, shorter one.
+    every chunk, including a last, shorter one. ``modes``: the state is a
+    warm-started one (:func:`warm_potential`), and the inner solves' modes
+    at each draw are collected after the coordinates.
     """
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     def run(state, n):
-        buf = jax.tree.map(lambda x: jnp.zeros((length,) + jnp.shape(x), jnp.result_type(x)), _collect(state))
+        buf = jax.tree.map(lambda x: jnp.zeros((length,) + jnp.shape(x), jnp.result_type(x)),
+                           _collect(state, modes))
 
         def body(i, carry):
             st, bf = carry
             st = step(st)
-            bf = jax.tree.map(lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, 0), bf, _collect(st))
+            bf = jax.tree.map(lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, 0), bf, _collect(st, modes))
             return st, bf
 
         return lax.fori_loop(0, n, body, (state, buf))
@@ -313,7 +318,8 @@ def sample_nuts(logp_fn, initial_points, *, draws, tune, chains, target_accept=0
     (samples, stats)
         ``samples``: host arrays (chains, draws, ...) in the order of
         ``initial_points``; ``stats``: :data:`STATS` plus ``tree_depth``,
-        each (chains, draws).
+        each (chains, draws), and, for a potential with inner solves,
+        ``inner_modes``: per solve the modes at each draw, (chains, draws, n).
 
     Notes
     -----
@@ -363,26 +369,30 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
     # or converting device arrays compiles one small XLA program per shape.
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(random_seed), chains))
     params = [np.asarray(p) for p in initial_points]
-    program = _chunk_program(step, min(CHUNK, tune + draws))
+    program = _chunk_program(step, min(CHUNK, tune + draws), modes=warm is not None)
     restart_at = restart_iterations(tune, curvature_start and inverse_mass_matrix is None)
     samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]
+    modes = [] if warm is None else [np.empty((chains, draws) + c.shape, np.float64) for c in warm[1]]
     bar = _progress((tune + draws) * chains, chains) if progressbar else None
     try:
         if chain_method == "parallel":
             init_c, run_c = _compile_both(start, program, (keys[0], [p[0] for p in params]), compiler_options)
-            per_chain = _run_chains_apart(init_c, run_c, keys, params, tune, draws, bar, samples, restart_at)
+            per_chain = _run_chains_apart(init_c, run_c, keys, params, tune, draws, bar, samples + modes,
+                                          restart_at)
             stats = {k: np.stack([c[k] for c in per_chain]) for k in STATS}
         else:
             init_c, run_c = _compile_both(jax.vmap(start), jax.vmap(program, in_axes=(0, None)), (keys, params),
                                           compiler_options)
             state = init_c(keys, params)
             _check_starts(state, chains)
-            stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples,
+            stats = _drive(state, run_c, tune, draws, _take_draws, 1, bar, samples + modes,
                            restart=(restart_at, _restart_with(init_c)))
     finally:
         if bar is not None:
             bar.close()
     stats["tree_depth"] = np.log2(np.maximum(stats["n_steps"], 1)).astype(int) + 1
+    if modes:
+        stats["inner_modes"] = tuple(modes)
     return samples, stats
 
 

@@ -144,6 +144,14 @@ def test_predict_posterior_predictive_and_round_trip(fitted, tmp_path):
     np.testing.assert_allclose(back.predict(df, kind="mean", summary=False), mean)
 
 
+def test_the_recovery_consumes_the_samplers_modes(fitted):
+    """bayeslmm's NUTS hands the Laplace recovery its mode at each draw; the fit keeps nothing internal."""
+    from bayeslmm.sampling.driver import INNER_MODE
+
+    _, _, fit, _ = fitted
+    assert INNER_MODE not in fit.posterior and not [v for v in fit.posterior.data_vars if v.startswith("L_")]
+
+
 # The scalar per-level reference needs intercept-only effects; negbinomial's are correlated (x | g).
 @pytest.mark.parametrize("fitted", [c for c in CASES if c != "negbinomial"], indirect=True)
 def test_recovered_effects_are_draws_from_the_laplace_gaussian(fitted):
