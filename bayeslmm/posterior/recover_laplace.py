@@ -12,8 +12,9 @@ is poor (few observations per level, docs/marginalization.md).
 Cost: per draw one Newton solve (K steps, each a row pass and one blocked
 factorization; K = 1 from the mode the sampler's warm-started solve found
 at that draw, where bayeslmm's NUTS ran, else K steps from ``v = 0``) plus
-two triangular solves, i.e. about K + 1 evaluations of the log-density; draws run in compiled ``lax.map`` loops
-over equal chunks (one compilation, with the fast-compiling XLA options of
+two triangular solves, i.e. about K + 1 evaluations of the log-density;
+draws run in compiled ``lax.map`` loops over equal chunks (one
+compilation, with the fast-compiling XLA options of
 :mod:`bayeslmm.sampling.xla` on small data), the chunks in parallel
 threads, each chunk holding its (chunk, N) offsets. The loop is compiled
 after sampling, not beside it as the Gaussian recovery's is: the sampler's

@@ -34,6 +34,7 @@ SAMPLERS = ("numpyro", "pymc", "blackjax", "nutpie")
 #: solve (a Laplace plan's) found there, where the sampler records it (bayeslmm's NUTS); the Laplace
 #: recovery starts from it and removes it.
 INNER_MODE = "inner_mode__"
+
 _EXTRAS = {"blackjax": "blackjax", "nutpie": "nutpie"}
 
 
