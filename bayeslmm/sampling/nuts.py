@@ -372,7 +372,7 @@ def _sample_nuts(logp_fn, initial_points, draws, tune, chains, target_accept, ra
     program = _chunk_program(step, min(CHUNK, tune + draws), modes=warm is not None)
     restart_at = restart_iterations(tune, curvature_start and inverse_mass_matrix is None)
     samples = [np.empty((chains, draws) + p.shape[1:], p.dtype) for p in params]
-    modes = [] if warm is None else [np.empty((chains, draws) + c.shape, np.float64) for c in warm[1]]
+    modes = [] if warm is None else [np.empty((chains, draws) + c.shape, c.dtype) for c in warm[1]]
     bar = _progress((tune + draws) * chains, chains) if progressbar else None
     try:
         if chain_method == "parallel":

@@ -147,6 +147,12 @@ def test_the_translation_names_the_inner_solves_a_trace_finds(crossed, plan):
         wrong = warm_potential(lambda x: -jm.logp(x), z, (jm.inner_solves[0] + 1,))
         with pytest.raises(ValueError, match="inner solves"):
             jax.eval_shape(wrong[0], z, tuple(jnp.zeros(s.shape) for s in given[1]))
+    if plan == "all":
+        # The sampler hands the modes at its draws on to the recovery, which consumes them.
+        from bayeslmm.sampling.driver import INNER_MODE, sample
+
+        idata, _ = sample(jm.model, draws=5, tune=5, chains=1, random_seed=0, progressbar=False)
+        assert idata.posterior[INNER_MODE].shape == (1, 5, jm.inner_solves[0])
 
 
 def test_a_fit_does_not_import_setuptools():
